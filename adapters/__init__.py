@@ -1,0 +1,1 @@
+"""Checkpoint adapters: each module registers one format through the `purify` entry points."""

@@ -1,0 +1,76 @@
+"""The NAD checkpoint format (`.pth.tar`): a dict with `state_dict` of a NAD WideResNet, `epoch`,
+`best_clean_acc`, `best_bad_acc` and often `optimizer`. Used by the NAD and MEDIC model zoos.
+Inputs are RGB in [0, 1] with no mean/std normalization (ToTensor only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
+from plugins.errors import PurifyError
+from plugins.models.normalized import cpu_state_dict
+from plugins.models.wideresnet import WideResNet, wideresnet_shape
+
+ATTACK_KEY = "purify_attack"
+
+
+def looks_like_nad_wideresnet(state_dict: Any) -> bool:
+    return (
+        isinstance(state_dict, dict)
+        and "block1.layer.0.conv1.weight" in state_dict
+        and "fc.weight" in state_dict
+    )
+
+
+def detect(source: CheckpointSource) -> bool:
+    payload = source.payload()
+    return isinstance(payload, dict) and looks_like_nad_wideresnet(payload.get("state_dict"))
+
+
+def load(source: CheckpointSource) -> LoadedModel:
+    container = source.payload()
+    state_dict = container["state_dict"]
+    depth, width, classes = wideresnet_shape(state_dict)
+    model = WideResNet(depth, width, classes)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        first = str(error).splitlines()[1:2] or [str(error)]
+        raise PurifyError(
+            f"{source.path}: state dict does not fit WideResNet-{depth}-{width}: {first[0].strip()}"
+        ) from None
+    return LoadedModel(
+        model=model.eval(),
+        convention=InputConvention(size=(32, 32), num_classes=classes),
+        arch=f"wrn{depth}-{width}",
+        format="nad",
+        container=container,
+        attack=container.get(ATTACK_KEY),
+    )
+
+
+def save(loaded: LoadedModel, model: nn.Module, path: Path) -> None:
+    """Same keys as the input; a model made by `purify attack` gets a fresh NAD container."""
+    container = dict(loaded.container or {"epoch": 0, "best_clean_acc": 0.0, "best_bad_acc": 0.0})
+    container["state_dict"] = cpu_state_dict(model)
+    if loaded.attack is not None:
+        container[ATTACK_KEY] = loaded.attack
+    torch.save(container, path)
+
+
+@hookimpl
+def register_adapters(register):
+    register(
+        Adapter(
+            name="nad",
+            description="NAD/MEDIC zoo .pth.tar: {'state_dict', 'epoch', 'best_clean_acc', ...}",
+            detect=detect,
+            load=load,
+            save=save,
+            suffix=".pth.tar",
+        )
+    )

@@ -1,0 +1,81 @@
+"""Attack specs (`badnet:pattern=grid,target=5`), poisoning a training set, and the triggered test
+set that ASR is measured on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from plugins.data.imageset import ImageSet
+from plugins.errors import PurifyError
+from plugins.manager import lookup
+from plugins.options import Option, parse_assignments, resolve_options
+from plugins.plugin_types import AttackSpec
+
+COMMON_ATTACK_OPTIONS = (
+    Option("target", int, 0, "target label of an all-to-one attack"),
+    Option("all_to_all", bool, False, "all-to-all: a triggered image of class y goes to y+1"),
+)
+
+
+def make_attack_spec(name: str, given: dict[str, Any]) -> AttackSpec:
+    attack = lookup("attack", name)
+    options = resolve_options((*COMMON_ATTACK_OPTIONS, *attack.options), given, f"attack '{name}'")
+    return AttackSpec(attack, options)
+
+
+def parse_attack_spec(text: str) -> AttackSpec:
+    """`NAME` or `NAME:key=value,key=value`."""
+    name, _, settings = text.partition(":")
+    pairs = [part for part in settings.split(",") if part.strip()]
+    return make_attack_spec(name.strip(), parse_assignments(pairs, what="--attack"))
+
+
+def spec_from_record(record: dict[str, Any]) -> AttackSpec:
+    """The attack stored in a checkpoint or report by `purify attack`."""
+    return make_attack_spec(record["name"], record.get("options", {}))
+
+
+def spec_record(spec: AttackSpec) -> dict[str, Any]:
+    return {"name": spec.attack.name, "options": dict(spec.options)}
+
+
+def poison_training_set(
+    data: ImageSet, spec: AttackSpec, ratio: float, seed: int
+) -> tuple[ImageSet, np.ndarray]:
+    """Stamp `ratio * N` images (poisoned / total, as BackdoorBench defines the ratio) and relabel
+    them to the target; clean-label attacks pick target-class images and keep their labels."""
+    if not 0 <= ratio < 1:
+        raise PurifyError(f"poisoning ratio must be in [0, 1), got {ratio}")
+    count = round(ratio * len(data))
+    if spec.attack.clean_label or not spec.options["all_to_all"]:
+        pool = data.labels == spec.options["target"]
+        pool = pool if spec.attack.clean_label else ~pool
+        candidates = np.flatnonzero(pool)
+    else:
+        candidates = np.arange(len(data))
+    if count > len(candidates):
+        raise PurifyError(
+            f"cannot poison {count} images: only {len(candidates)} are eligible; lower --ratio"
+        )
+    chosen = np.sort(np.random.default_rng(seed).choice(candidates, size=count, replace=False))
+    images, labels = data.images.copy(), data.labels.copy()
+    if count:
+        images[chosen] = spec.stamp(images[chosen])
+        if not spec.attack.clean_label:
+            labels[chosen] = spec.target_labels(labels[chosen], data.num_classes)
+    return ImageSet(images, labels, data.classes), chosen
+
+
+def triggered_test_set(test: ImageSet, spec: AttackSpec) -> tuple[ImageSet, np.ndarray]:
+    """Triggered copies of the test images ASR counts (all-to-one: those whose true label is not
+    the target), with their true labels, and the labels the attacker wants."""
+    keep = (
+        np.arange(len(test))
+        if spec.options["all_to_all"]
+        else np.flatnonzero(test.labels != spec.options["target"])
+    )
+    labels = test.labels[keep]
+    stamped = ImageSet(spec.stamp(test.images[keep]), labels, test.classes)
+    return stamped, spec.target_labels(labels, test.num_classes)

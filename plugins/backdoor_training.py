@@ -1,0 +1,91 @@
+"""`purify attack`: poison a training set with an attack plugin and train a backdoored model, saved
+with its attack spec so `purify eval` and `purify run` find the trigger by themselves."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plugins.atomic import write_json_atomic
+from plugins.attack_spec import make_attack_spec, poison_training_set, spec_record
+from plugins.checkpoints import check_output_path, save_checkpoint
+from plugins.data.clean_subset import clean_subset
+from plugins.data.loading import open_data
+from plugins.errors import PurifyError
+from plugins.evaluation import evaluate_model
+from plugins.manager import lookup
+from plugins.models.registry import build_model
+from plugins.plugin_types import InputConvention, LoadedModel, RunContext
+from plugins.report import build_report
+from plugins.training import TrainSettings, fit
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    attack: str
+    options: dict[str, Any]
+    data: Path
+    arch: str
+    out: Path
+    poison_ratio: float = 0.1
+    epochs: int = 30
+    lr: float = 0.1
+    batch_size: int = 128
+    n_train: int | None = None
+    overwrite: bool = False
+
+
+def output_format(out: Path, arch: str) -> str:
+    """NAD containers hold WideResNets; anything else is written as a plain state dict."""
+    return (
+        "nad" if out.name.endswith(".pth.tar") and arch.lower().startswith("wrn") else "state_dict"
+    )
+
+
+def train_backdoored(request: TrainRequest, context: RunContext) -> dict[str, float]:
+    started = time.perf_counter()
+    spec = make_attack_spec(request.attack, request.options)
+    if request.out.exists() and not request.overwrite:
+        raise PurifyError(f"output {request.out} already exists; pass --overwrite or another --out")
+    check_output_path(request.out, request.data, overwrite=True)
+    splits = open_data(request.data, quiet=context.quiet)
+    if splits.train is None:
+        raise PurifyError(f"{request.data} has no training images (expected a train/ folder)")
+    train = splits.train
+    if request.n_train:
+        train, _ = clean_subset(train, context.seed, count=request.n_train)
+    poisoned, chosen = poison_training_set(train, spec, request.poison_ratio, context.seed)
+    model = build_model(request.arch, train.num_classes)
+    settings = TrainSettings(epochs=request.epochs, lr=request.lr, batch_size=request.batch_size)
+    context.workdir = request.out.with_name(request.out.name + ".work")
+    context.workdir.mkdir(exist_ok=True)
+    fit(model, poisoned, settings, context, name=f"train-{spec.attack.name}")
+    metrics = evaluate_model(model, splits.test, spec, context) if splits.test else {}
+    adapter = lookup("adapter", output_format(request.out, request.arch))
+    loaded = LoadedModel(
+        model=model,
+        convention=InputConvention(size=train.size, num_classes=train.num_classes),
+        arch=request.arch,
+        format=adapter.name,
+        container=None,
+        attack=spec_record(spec),
+    )
+    save_checkpoint(adapter, loaded, model, request.out)
+    write_json_atomic(
+        request.out.with_name(request.out.name + ".report.json"),
+        build_report(
+            attack=spec_record(spec),
+            arch=request.arch,
+            data=str(request.data),
+            train_images=len(train),
+            poisoned_images=len(chosen),
+            settings=vars(settings) | {"poison_ratio": request.poison_ratio},
+            seed=context.seed,
+            device=str(context.device),
+            metrics=metrics,
+            wall_time_s=time.perf_counter() - started,
+        ),
+    )
+    return metrics

@@ -1,0 +1,2 @@
+"""Plugins shipped with the host. Each module registers through the `purify` entry points, exactly
+as a third-party package would."""

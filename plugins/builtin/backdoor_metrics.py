@@ -1,0 +1,40 @@
+"""The numbers a backdoor defense is judged by: clean accuracy, attack success rate (ASR), robust
+accuracy (true label on triggered images), and, against the original model, functionality (the
+MEDIC paper's goal: mean L2 distance between softmax outputs on clean test images) and label
+agreement."""
+
+from __future__ import annotations
+
+from plugins import EvalJob, Evaluator, hookimpl
+from plugins.attack_spec import triggered_test_set
+from plugins.training import predict_logits
+
+
+def evaluate(job: EvalJob) -> dict[str, float]:
+    device = job.context.device
+    logits = predict_logits(job.model, job.test.images, device)
+    labels = job.test.labels
+    metrics = {"clean_acc": float((logits.argmax(1).numpy() == labels).mean())}
+    if job.attack is not None:
+        triggered, wanted = triggered_test_set(job.test, job.attack)
+        predicted = predict_logits(job.model, triggered.images, device).argmax(1).numpy()
+        metrics["asr"] = float((predicted == wanted).mean())
+        metrics["robust_acc"] = float((predicted == triggered.labels).mean())
+    if job.reference is not None:
+        reference = predict_logits(job.reference, job.test.images, device)
+        distance = (logits.softmax(1) - reference.softmax(1)).norm(dim=1)
+        metrics["functionality_l2"] = float(distance.mean())
+        metrics["agreement"] = float((logits.argmax(1) == reference.argmax(1)).float().mean())
+    metrics["parameters"] = float(sum(p.numel() for p in job.model.parameters()))
+    return metrics
+
+
+@hookimpl
+def register_evaluators(register):
+    register(
+        Evaluator(
+            name="backdoor",
+            description="clean accuracy, ASR, robust accuracy, functionality vs the original",
+            evaluate=evaluate,
+        )
+    )

@@ -1,0 +1,75 @@
+"""Finding the adapter for a checkpoint by its content, and naming and writing the output."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from torch import nn
+
+from plugins.atomic import atomic_write
+from plugins.errors import PurifyError
+from plugins.manager import collect, lookup
+from plugins.plugin_types import Adapter, CheckpointSource, LoadedModel
+
+
+def open_checkpoint(
+    path: Path, format: str = "auto", trust: bool = False, arch: str | None = None
+) -> tuple[Adapter, LoadedModel]:
+    path = Path(path)
+    if not path.exists():
+        raise PurifyError(f"model file {path} does not exist; check the path")
+    if path.is_file() and path.stat().st_size == 0:
+        raise PurifyError(f"model file {path} is empty; download or copy it again")
+    source = CheckpointSource(path, trust=trust, arch=arch)
+    if format != "auto":
+        adapter = lookup("adapter", format)
+        if not adapter.detect(source):
+            raise PurifyError(
+                f"{path} is not a '{format}' checkpoint{_why(source)}; try --format auto"
+            )
+        return adapter, adapter.load(source)
+    adapters = [entry.item for entry in collect("adapter").values()]
+    for adapter in adapters:
+        if adapter.detect(source):
+            return adapter, adapter.load(source)
+    names = ", ".join(adapter.name for adapter in adapters)
+    raise PurifyError(
+        f"cannot recognise the checkpoint {path}{_why(source)}; known formats: {names}; "
+        f"force one with --format NAME"
+    )
+
+
+def _why(source: CheckpointSource) -> str:
+    error = source.load_error
+    return f" (it does not load as a weights-only torch file: {error})" if error else ""
+
+
+def default_output_path(model_path: Path, suffix: str) -> Path:
+    """`<stem>.purified<suffix>` beside the input: nad.pth.tar -> nad.purified.pth.tar."""
+    name = model_path.name
+    stem = name[: -len(suffix)] if suffix and name.endswith(suffix) else model_path.stem
+    return model_path.with_name(f"{stem}.purified{suffix}")
+
+
+def check_output_path(out: Path, model_path: Path, overwrite: bool) -> None:
+    if out.resolve() == model_path.resolve():
+        raise PurifyError(f"output {out} is the input model; choose another --out")
+    if out.exists() and not overwrite:
+        raise PurifyError(f"output {out} already exists; pass --overwrite or choose another --out")
+    if not out.parent.is_dir():
+        raise PurifyError(f"output folder {out.parent} does not exist; create it first")
+
+
+def save_checkpoint(adapter: Adapter, loaded: LoadedModel, model: nn.Module, out: Path) -> None:
+    atomic_write(out, lambda tmp: adapter.save(loaded, model, tmp))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,403 @@
+"""The `purify` command line. `purify --plugin NAME MODEL ...` runs the default `run` command; the
+chosen plugin's declared options become typed flags (`--tau 5`) next to `-o tau=5`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from click_default_group import DefaultGroup
+
+from plugins.errors import PurifyError
+from plugins.manager import KINDS, collect, get_manager, lookup
+from plugins.options import Option, parse_assignments
+from plugins.plugin_types import RunContext
+from plugins.runtime import resolve_device, seed_everything
+
+_CLICK_TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING, bool: click.BOOL}
+
+
+class PurifyGroup(DefaultGroup):
+    """A default group whose errors are one line (`Error: ...`, exit 2) and whose leading options
+    (`purify --plugin medic --help`) go to the default command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0].startswith("-") and args[0] not in ("--help", "--version"):
+            args.insert(0, self.default_cmd_name)
+        return super().parse_args(ctx, args)
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: Any = None,
+        complete_var: Any = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as error:
+            click.echo(f"Error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("Interrupted. Re-run the same command with --resume to continue.", err=True)
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _peek_plugin(args: list[str]) -> str | None:
+    for index, arg in enumerate(args):
+        if arg in ("-p", "--plugin") and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith("--plugin="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _click_option(option: Option) -> click.Option:
+    kind = click.Choice(option.choices) if option.choices else _CLICK_TYPES[option.type]
+    flag = option.flag
+    declaration = f"{flag}/--no-{flag[2:]}" if option.type is bool else flag
+    return click.Option(
+        [declaration],
+        option.name,
+        type=kind,
+        default=None,
+        help=f"{option.help}  [default: {option.default}]",
+    )
+
+
+class PluginCommand(click.Command):
+    """A command whose flags grow with the options the chosen plugin declares."""
+
+    def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+        self.base_params = list(self.params)
+        self.base_help = self.help
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        self.params, self.help = list(self.base_params), self.base_help
+        name = _peek_plugin(args)
+        item = lookup(self.kind, name) if name else None
+        if item is not None:
+            self.params += [_click_option(option) for option in item.options]
+            self.help = f"{self.base_help}\n\n{self.kind} '{item.name}': {item.description}"
+        ctx.meta["plugin_options"] = [] if item is None else [o.name for o in item.options]
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as error:
+            valid = ", ".join(o.flag for o in item.options) if item else "(choose --plugin first)"
+            owner = f"{self.kind} '{item.name}'" if item else self.name
+            raise PurifyError(
+                f"unknown option {error.option_name} for {owner}; its options: {valid} "
+                f"(or -o key=value); see --help"
+            ) from None
+
+
+def _plugin_settings(ctx: click.Context, kwargs: dict[str, Any], pairs: tuple[str, ...]) -> dict:
+    settings: dict[str, Any] = parse_assignments(pairs)
+    for name in ctx.meta.get("plugin_options", []):
+        value = kwargs.pop(name, None)
+        if value is not None:
+            settings[name] = value
+    return settings
+
+
+def _context(seed: int, device: str, quiet: bool) -> RunContext:
+    seed_everything(seed)
+    return RunContext(device=resolve_device(device), seed=seed, quiet=quiet)
+
+
+def common_options(func: Any) -> Any:
+    """Flags every job takes: reproducibility, device and verbosity."""
+    for decorator in reversed(
+        (
+            click.option("--seed", type=int, default=0, show_default=True, help="random seed"),
+            click.option(
+                "--device",
+                default="auto",
+                show_default=True,
+                help="auto (GPU when present), cpu, cuda, cuda:N",
+            ),
+            click.option("-q", "--quiet", is_flag=True, help="no progress bars"),
+        )
+    ):
+        func = decorator(func)
+    return func
+
+
+def checkpoint_options(func: Any) -> Any:
+    """Flags for reading a checkpoint."""
+    for decorator in reversed(
+        (
+            click.option(
+                "--format",
+                "format_",
+                default="auto",
+                show_default=True,
+                help="checkpoint format (see `purify plugins`); auto detects by content",
+            ),
+            click.option("--arch", help="architecture for plain state dicts, e.g. wrn16-1"),
+            click.option(
+                "--trust-checkpoint",
+                is_flag=True,
+                help="allow formats that unpickle code (only for files you trust)",
+            ),
+        )
+    ):
+        func = decorator(func)
+    return func
+
+
+@click.group(cls=PurifyGroup, default="run", default_if_no_args=False)
+@click.version_option(package_name="purify-backdoor")
+def cli() -> None:
+    """Remove backdoors from trained image classifiers.
+
+    \b
+    purify --plugin medic model.pth.tar --data cifar10/   purify a checkpoint
+    purify plugins                                        list installed plugins
+    purify demo                                           end-to-end demo, no download
+    """
+
+
+@cli.command(cls=PluginCommand, kind="defense")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-p", "--plugin", required=True, help="defense to run (see `purify plugins`)")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="data set: ImageFolder (train/ and test/), .tar.gz of one, or .npz",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="purified model path  [default: <stem>.purified.<ext> beside the input]",
+)
+@checkpoint_options
+@click.option(
+    "--attack",
+    help="attack spec for before/after metrics, e.g. "
+    "badnet:pattern=grid,target=5  [default: the one stored in the checkpoint]",
+)
+@click.option(
+    "--ratio",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="fraction of the training images the defender holds as clean data",
+)
+@click.option("--n-clean", type=int, help="number of clean images instead of --ratio")
+@click.option(
+    "-o",
+    "--option",
+    "option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="set a plugin option (repeatable)",
+)
+@click.option("--resume", is_flag=True, help="continue an interrupted run from its last epoch")
+@click.option("--overwrite", is_flag=True, help="replace an existing output file")
+@common_options
+@click.pass_context
+def run(
+    ctx: click.Context, model: Path, plugin: str, option_pairs: tuple[str, ...], **kwargs: Any
+) -> None:
+    """Purify MODEL with a defense plugin and write the result in the same format."""
+    from plugins.evaluation import metrics_table
+    from plugins.purification import PurifyRequest, purify_checkpoint, report_path_for
+
+    settings = _plugin_settings(ctx, kwargs, option_pairs)
+    context = _context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
+    context.resume = kwargs["resume"]
+    request = PurifyRequest(
+        model_path=model,
+        plugin=plugin,
+        options=settings,
+        data=kwargs["data"],
+        out=kwargs["out"],
+        format=kwargs["format_"],
+        arch=kwargs["arch"],
+        attack=kwargs["attack"],
+        ratio=kwargs["ratio"],
+        n_clean=kwargs["n_clean"],
+        overwrite=kwargs["overwrite"],
+        trust_checkpoint=kwargs["trust_checkpoint"],
+    )
+    report = purify_checkpoint(request, context)
+    if report["metrics"]:
+        columns = {"before": report["metrics"]["before"], "after": report["metrics"]["after"]}
+        click.echo(metrics_table(columns))
+        if "der" in report["metrics"]:
+            click.echo(f"DER: {100 * report['metrics']['der']:.2f}%")
+    out = Path(report["output"]["path"])
+    click.echo(f"purified model: {out}\nreport: {report_path_for(out)}")
+
+
+@cli.command(name="plugins")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def plugins_command(as_json: bool) -> None:
+    """List installed plugins: name, kind, package, version, description."""
+    rows = [
+        {
+            "name": entry.item.name,
+            "kind": kind,
+            "package": entry.package,
+            "version": entry.version,
+            "description": entry.item.description,
+        }
+        for kind in KINDS
+        for entry in collect(kind).values()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+    keys = ("name", "kind", "package", "version")
+    click.echo("  ".join(key.upper().ljust(widths[key]) for key in keys) + "  DESCRIPTION")
+    for row in rows:
+        click.echo(
+            "  ".join(row[key].ljust(widths[key]) for key in keys) + "  " + row["description"]
+        )
+
+
+@cli.command(name="eval")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="data set whose test/ split (or whole folder) is evaluated",
+)
+@click.option(
+    "--attack",
+    help="attack spec, e.g. badnet:pattern=grid,target=5 "
+    "[default: the one stored in the checkpoint]",
+)
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path),
+    help="original model, for functionality and agreement",
+)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="write metrics here")
+@checkpoint_options
+@common_options
+def eval_command(
+    model: Path,
+    data: Path,
+    attack: str | None,
+    reference: Path | None,
+    json_out: Path | None,
+    **kwargs: Any,
+) -> None:
+    """Evaluate MODEL: clean accuracy, ASR and the other installed evaluators' metrics."""
+    from plugins.atomic import write_json_atomic
+    from plugins.attack_spec import parse_attack_spec, spec_from_record, spec_record
+    from plugins.checkpoints import open_checkpoint
+    from plugins.data.loading import open_data
+    from plugins.evaluation import evaluate_model, metrics_table
+
+    context = _context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
+    load = {
+        "format": kwargs["format_"],
+        "trust": kwargs["trust_checkpoint"],
+        "arch": kwargs["arch"],
+    }
+    _, loaded = open_checkpoint(model, **load)
+    original = open_checkpoint(reference, **load)[1].model if reference else None
+    splits = open_data(data, quiet=context.quiet)
+    test = splits.test or splits.train
+    if test.num_classes != loaded.convention.num_classes:
+        raise PurifyError(
+            f"the model has {loaded.convention.num_classes} classes but {data} has "
+            f"{test.num_classes}; pass the data set the model was trained on"
+        )
+    spec = (
+        parse_attack_spec(attack)
+        if attack
+        else (spec_from_record(loaded.attack) if loaded.attack else None)
+    )
+    metrics = evaluate_model(loaded.model, test, spec, context, reference=original)
+    click.echo(metrics_table({model.name: metrics}))
+    if json_out:
+        write_json_atomic(
+            json_out,
+            {
+                "model": str(model),
+                "data": str(data),
+                "attack": spec_record(spec) if spec else None,
+                "metrics": metrics,
+            },
+        )
+
+
+@cli.command(name="attack", cls=PluginCommand, kind="attack")
+@click.option("-p", "--plugin", required=True, help="attack to apply (see `purify plugins`)")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="clean data set to poison (train/ and test/)",
+)
+@click.option("--arch", default="wrn16-1", show_default=True, help="architecture to train")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="where to write the backdoored model (.pth.tar: NAD format)",
+)
+@click.option(
+    "--poison-ratio",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="poisoned / total training images",
+)
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--n-train", type=int, help="train on a class-stratified subset of this size")
+@click.option(
+    "-o",
+    "--option",
+    "option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="set an attack option, e.g. -o target=5 (repeatable)",
+)
+@click.option("--overwrite", is_flag=True, help="replace an existing output file")
+@common_options
+@click.pass_context
+def attack_command(
+    ctx: click.Context, plugin: str, option_pairs: tuple[str, ...], **kwargs: Any
+) -> None:
+    """Poison a training set with an attack plugin and train a backdoored model."""
+    from plugins.backdoor_training import TrainRequest, train_backdoored
+    from plugins.evaluation import metrics_table
+
+    settings = _plugin_settings(ctx, kwargs, option_pairs)
+    context = _context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
+    request = TrainRequest(
+        attack=plugin,
+        options=settings,
+        data=kwargs["data"],
+        arch=kwargs["arch"],
+        out=kwargs["out"],
+        poison_ratio=kwargs["poison_ratio"],
+        epochs=kwargs["epochs"],
+        lr=kwargs["lr"],
+        batch_size=kwargs["batch_size"],
+        n_train=kwargs["n_train"],
+        overwrite=kwargs["overwrite"],
+    )
+    metrics = train_backdoored(request, context)
+    click.echo(metrics_table({kwargs["out"].name: metrics}))
+
+
+get_manager().hook.register_commands(cli=cli)

@@ -1,0 +1,166 @@
+"""Open a data set from what users have on disk: an ImageFolder tree (with `train/` and `test/`, or
+just class folders), a `.tar.gz` of one, or an `.npz` with `x` (uint8 NHWC) and `y`.
+
+Decoded arrays are cached, so the 60,000 CIFAR-10 JPEGs are decoded once per machine."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from plugins.atomic import atomic_write
+from plugins.data.imageset import ImageSet, Splits
+from plugins.errors import PurifyError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff"}
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("PURIFY_CACHE") or Path.home() / ".cache" / "purify"
+    return Path(root)
+
+
+def open_data(path: str | Path, quiet: bool = True) -> Splits:
+    path = Path(path)
+    if not path.exists():
+        raise PurifyError(f"data path {path} does not exist; pass an ImageFolder, .tar.gz or .npz")
+    if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
+        return _open_folder(_extract_once(path), quiet)
+    if path.is_file() and path.suffix == ".npz":
+        return Splits(train=load_npz(path), test=None)
+    if path.is_dir():
+        return _open_folder(path, quiet)
+    raise PurifyError(
+        f"cannot read data {path}: expected an ImageFolder directory, a .tar.gz of one, or an .npz"
+    )
+
+
+def load_npz(path: Path) -> ImageSet:
+    with np.load(path, allow_pickle=False) as archive:
+        if "x" not in archive or "y" not in archive:
+            raise PurifyError(f"{path} must contain arrays 'x' (uint8 NHWC) and 'y' (int labels)")
+        images, labels = archive["x"], archive["y"].astype(np.int64)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise PurifyError(
+            f"{path}: 'x' must be uint8 of shape (N, H, W, 3), got {images.dtype} {images.shape}"
+        )
+    classes = tuple(str(k) for k in range(int(labels.max()) + 1))
+    return ImageSet(images, labels, classes)
+
+
+def _open_folder(root: Path, quiet: bool) -> Splits:
+    root = _single_child(root)
+    if (root / "train").is_dir() or (root / "test").is_dir():
+        train = load_image_folder(root / "train", quiet) if (root / "train").is_dir() else None
+        test = load_image_folder(root / "test", quiet) if (root / "test").is_dir() else None
+        if train is not None and test is not None and train.classes != test.classes:
+            raise PurifyError(f"{root}: train/ and test/ have different class folders")
+        return Splits(train=train, test=test)
+    return Splits(train=load_image_folder(root, quiet), test=None)
+
+
+def _single_child(root: Path) -> Path:
+    """Archives often wrap the data set in one top folder (cifar10-jpeg/train/...)."""
+    entries = [entry for entry in root.iterdir() if not entry.name.startswith(".")]
+    if len(entries) == 1 and entries[0].is_dir() and not _has_images(root):
+        inner = entries[0]
+        if (inner / "train").is_dir() or (inner / "test").is_dir():
+            return inner
+    return root
+
+
+def _has_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir() if p.is_file())
+
+
+def _image_files(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    classes = tuple(sorted(d.name for d in root.iterdir() if d.is_dir()))
+    if not classes:
+        raise PurifyError(f"{root} has no class folders; expected <root>/<class>/<image> files")
+    files = [
+        (path, label)
+        for label, name in enumerate(classes)
+        for path in sorted((root / name).iterdir())
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not files:
+        raise PurifyError(f"{root} has class folders but no images ({', '.join(IMAGE_SUFFIXES)})")
+    return classes, files
+
+
+def load_image_folder(root: Path, quiet: bool = True) -> ImageSet:
+    """Decode an ImageFolder tree into one array, through the decode cache."""
+    classes, files = _image_files(root)
+    key = hashlib.sha256()
+    for path, label in files:
+        stat = path.stat()
+        key.update(f"{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    cached = cache_dir() / "decoded" / f"{key.hexdigest()[:32]}.npz"
+    if cached.exists():
+        with np.load(cached, allow_pickle=False) as archive:
+            return ImageSet(archive["x"], archive["y"], classes)
+    images = _decode(files, quiet)
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(cached, lambda tmp: np.savez(tmp, x=images, y=labels), suffix=".npz")
+    return ImageSet(images, labels, classes)
+
+
+def _decode(files: list[tuple[Path, int]], quiet: bool) -> np.ndarray:
+    from tqdm import tqdm
+
+    first = _read_rgb(files[0][0])
+    images = np.empty((len(files), *first.shape), dtype=np.uint8)
+    for index, (path, _) in enumerate(
+        tqdm(files, desc="decoding images", disable=quiet, leave=False, unit="img")
+    ):
+        image = _read_rgb(path)
+        if image.shape != first.shape:
+            raise PurifyError(
+                f"{path} is {image.shape[1]}x{image.shape[0]}, but the data set's images are "
+                f"{first.shape[1]}x{first.shape[0]}; resize the data set to one size"
+            )
+        images[index] = image
+    return images
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except OSError as error:
+        raise PurifyError(f"cannot decode image {path}: {error}; remove or replace it") from None
+
+
+def _extract_once(archive: Path) -> Path:
+    """Extract into the cache (once per archive content), refusing absolute paths, `..` and links
+    that leave the target (tarfile's "data" filter)."""
+    digest = hashlib.sha256()
+    with archive.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    target = cache_dir() / "extracted" / digest.hexdigest()[:32]
+    if (target / ".complete").exists():
+        return target
+    partial = target.with_name(target.name + f".partial-{os.getpid()}")
+    partial.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(partial, filter="data")
+    except (tarfile.TarError, OSError) as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise PurifyError(
+            f"cannot extract {archive}: {error}; check that the archive is whole"
+        ) from None
+    (partial / ".complete").touch()
+    if target.exists():
+        shutil.rmtree(target)
+    partial.rename(target)
+    return target

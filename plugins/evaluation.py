@@ -1,0 +1,73 @@
+"""Running every installed evaluator, and the before/after comparison of a defense."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from plugins.data.imageset import ImageSet
+from plugins.manager import collect
+from plugins.plugin_types import AttackSpec, EvalJob, RunContext
+
+
+def evaluate_model(
+    model: nn.Module,
+    test: ImageSet,
+    attack: AttackSpec | None,
+    context: RunContext,
+    reference: nn.Module | None = None,
+) -> dict[str, float]:
+    """All installed evaluators' metrics, merged (later evaluators win on a shared name)."""
+    metrics: dict[str, float] = {}
+    model.to(context.device)
+    if reference is not None:
+        reference.to(context.device)
+    for entry in collect("evaluator").values():
+        job = EvalJob(model=model, test=test, attack=attack, context=context, reference=reference)
+        metrics.update(entry.item.evaluate(job))
+    return metrics
+
+
+def defense_effectiveness_rating(before: dict[str, float], after: dict[str, float]) -> float:
+    """DER as BackdoorBench defines it: [max(0, dASR) - max(0, dACC) + 1] / 2."""
+    asr_drop = max(0.0, before["asr"] - after["asr"])
+    acc_drop = max(0.0, before["clean_acc"] - after["clean_acc"])
+    return (asr_drop - acc_drop + 1) / 2
+
+
+PERCENT_METRICS = {"clean_acc", "asr", "robust_acc", "agreement", "der"}
+
+
+def format_metric(name: str, value: float) -> str:
+    if name in PERCENT_METRICS:
+        return f"{100 * value:.2f}%"
+    if name == "parameters":
+        return f"{int(value):,}"
+    return f"{value:.4f}"
+
+
+def metrics_table(columns: dict[str, dict[str, float]]) -> str:
+    """A plain-text table: one row per metric, one column per model."""
+    names = [name for name in _ordered_names(columns)]
+    header = ["metric", *columns]
+    rows = [
+        [
+            name,
+            *(format_metric(name, col[name]) if name in col else "-" for col in columns.values()),
+        ]
+        for name in names
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _ordered_names(columns: dict[str, dict[str, float]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for column in columns.values():
+        for name in column:
+            seen.setdefault(name, None)
+    return list(seen)

@@ -1,0 +1,129 @@
+"""Plugin discovery and the registries built from it.
+
+Shipped plugins and third-party ones load the same way: from the `purify` entry-point group.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from plugins import hookspecs
+from plugins.errors import PurifyError
+from plugins.plugin_types import Adapter, Attack, Defense, Evaluator
+
+ENTRY_POINT_GROUP = "purify"
+
+# The host's own flags; a plugin option with one of these names could never be set from the CLI.
+RESERVED_OPTION_NAMES = frozenset(
+    {
+        "arch",
+        "attack",
+        "data",
+        "device",
+        "format",
+        "help",
+        "n_clean",
+        "option",
+        "out",
+        "overwrite",
+        "plugin",
+        "quiet",
+        "ratio",
+        "resume",
+        "seed",
+        "test_data",
+        "trust_checkpoint",
+    }
+)
+
+KINDS: dict[str, tuple[str, type]] = {
+    "defense": ("register_defenses", Defense),
+    "attack": ("register_attacks", Attack),
+    "evaluator": ("register_evaluators", Evaluator),
+    "adapter": ("register_adapters", Adapter),
+}
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered plugin object and where it came from."""
+
+    kind: str
+    item: Any
+    package: str
+    version: str
+
+
+def new_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+@functools.cache
+def get_manager() -> pluggy.PluginManager:
+    """The process-wide manager with every installed plugin loaded and checked."""
+    manager = new_manager()
+    manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    manager.check_pending()
+    return manager
+
+
+def _origins(manager: pluggy.PluginManager) -> dict[int, tuple[str, str]]:
+    return {
+        id(plugin): (dist.project_name, dist.version)
+        for plugin, dist in manager.list_plugin_distinfo()
+    }
+
+
+def collect(kind: str, manager: pluggy.PluginManager | None = None) -> dict[str, Registered]:
+    """Call every implementation of the kind's hook; a name registered twice is an error naming
+    both packages."""
+    manager = manager or get_manager()
+    hook_name, expected = KINDS[kind]
+    origins = _origins(manager)
+    found: dict[str, Registered] = {}
+    for impl in getattr(manager.hook, hook_name).get_hookimpls():
+        package, version = origins.get(id(impl.plugin), (_module_package(impl.plugin), ""))
+
+        def register(item: Any, package: str = package, version: str = version) -> None:
+            if not isinstance(item, expected):
+                raise TypeError(f"{package}: {hook_name} must register {expected.__name__} objects")
+            _check_option_names(kind, item, package)
+            if item.name in found:
+                first = found[item.name].package
+                raise PurifyError(
+                    f"{kind} '{item.name}' is registered twice, by {first} and by {package}; "
+                    f"uninstall one of them"
+                )
+            found[item.name] = Registered(kind, item, package, version)
+
+        impl.function(register=register)
+    return found
+
+
+def _module_package(plugin: Any) -> str:
+    name = getattr(plugin, "__name__", None) or type(plugin).__module__
+    return name.split(".")[0]
+
+
+def _check_option_names(kind: str, item: Any, package: str) -> None:
+    clashes = [o.name for o in item.options if o.name in RESERVED_OPTION_NAMES]
+    if clashes:
+        raise PurifyError(
+            f"{kind} '{item.name}' from {package} declares option(s) {', '.join(clashes)} that "
+            f"the host already provides; rename them in the plugin"
+        )
+
+
+def lookup(kind: str, name: str, manager: pluggy.PluginManager | None = None) -> Any:
+    """The registered item, or an error that lists what is installed."""
+    registry = collect(kind, manager)
+    if name not in registry:
+        known = ", ".join(sorted(registry)) or "(none installed)"
+        raise PurifyError(f"unknown {kind} '{name}'; installed: {known} (see `purify plugins`)")
+    return registry[name].item

@@ -1,0 +1,196 @@
+"""What a plugin registers, and what the host hands it when it runs.
+
+Every registered thing is a frozen dataclass with a `name`, a one-line `description` and a tuple of
+declared `options`; the host derives CLI flags, `-o key=value` parsing and help text from them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from plugins.options import Option
+
+if TYPE_CHECKING:
+    from plugins.data.imageset import ImageSet
+
+
+@dataclass
+class RunContext:
+    """Where and how plugin work runs: device, seed, progress, and a folder for resumable state."""
+
+    device: torch.device
+    seed: int
+    quiet: bool = False
+    workdir: Path | None = None
+    resume: bool = False
+
+    def progress(self, iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
+        """A progress bar (rate and ETA) on stderr that `--quiet` silences."""
+        return tqdm(
+            iterable, disable=self.quiet, dynamic_ncols=True, leave=False, file=sys.stderr, **kwargs
+        )
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            tqdm.write(message, file=sys.stderr)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU generator seeded from the run seed; `offset` separates independent streams."""
+        return torch.Generator().manual_seed(self.seed + offset)
+
+
+@dataclass
+class DefenseJob:
+    """Everything a defense gets. `model` takes RGB float images in [0, 1], NCHW; `clean` is the
+    clean subset the defender holds (None for data-free defenses). Put anything worth reporting in
+    `details`."""
+
+    model: nn.Module
+    clean: ImageSet | None
+    num_classes: int
+    options: dict[str, Any]
+    context: RunContext
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Defense:
+    """A backdoor removal method. `run(job)` returns the purified model (same input convention)."""
+
+    name: str
+    description: str
+    run: Callable[[DefenseJob], nn.Module]
+    options: tuple[Option, ...] = ()
+    needs_data: bool = True
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A backdoor trigger. `stamp(images, options)` takes and returns uint8 NHWC arrays. The host
+    adds the options every attack shares (`target`, `all_to_all`) and does the poisoning and
+    relabelling; `clean_label` attacks poison only target-class images and keep their labels."""
+
+    name: str
+    description: str
+    stamp: Callable[[np.ndarray, dict[str, Any]], np.ndarray]
+    options: tuple[Option, ...] = ()
+    clean_label: bool = False
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An attack with its resolved options, e.g. parsed from `badnet:pattern=grid,target=5`."""
+
+    attack: Attack
+    options: dict[str, Any]
+
+    def stamp(self, images: np.ndarray) -> np.ndarray:
+        return self.attack.stamp(images, self.options)
+
+    def target_labels(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
+        """The label a triggered image should get: all-to-one `target`, or all-to-all y+1 mod K."""
+        if self.options["all_to_all"]:
+            return (labels + 1) % num_classes
+        return np.full_like(labels, self.options["target"])
+
+    def as_text(self) -> str:
+        settings = ",".join(f"{key}={value}" for key, value in sorted(self.options.items()))
+        return f"{self.attack.name}:{settings}"
+
+
+@dataclass
+class EvalJob:
+    """What an evaluator gets: the model under test, test data, the attack (if known), and the
+    original model when comparing a purified one against it."""
+
+    model: nn.Module
+    test: ImageSet
+    attack: AttackSpec | None
+    context: RunContext
+    reference: nn.Module | None = None
+    checkpoint: Path | None = None
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """Turns a model and test data into named metrics (fractions in [0, 1], counts, bytes...)."""
+
+    name: str
+    description: str
+    evaluate: Callable[[EvalJob], dict[str, float]]
+    options: tuple[Option, ...] = ()
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """What the stored network expects; adapters hide it behind a [0, 1] RGB interface."""
+
+    size: tuple[int, int]
+    num_classes: int
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint as loaded: the model ([0, 1] RGB input), its convention and architecture
+    name, and the original container, kept so `save` writes a drop-in file with the same keys."""
+
+    model: nn.Module
+    convention: InputConvention
+    arch: str
+    format: str
+    container: Any = None
+    attack: dict[str, Any] | None = None
+
+
+class CheckpointSource:
+    """A checkpoint path, read at most once. `payload()` never unpickles code: it uses
+    `torch.load(weights_only=True)`; adapters that need more must check `trust`."""
+
+    def __init__(self, path: Path, trust: bool = False, arch: str | None = None) -> None:
+        self.path = Path(path)
+        self.trust = trust
+        self.arch = arch
+        self._payload: Any = None
+        self._error: str | None = None
+        self._read = False
+
+    def payload(self) -> Any:
+        """The safely loaded object, or None when the file is not a weights-only torch file."""
+        if not self._read:
+            self._read = True
+            if self.path.is_file():
+                try:
+                    self._payload = torch.load(self.path, map_location="cpu", weights_only=True)
+                except Exception as error:  # noqa: BLE001 - any failure means "not this format"
+                    self._error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        return self._payload
+
+    @property
+    def load_error(self) -> str | None:
+        self.payload()
+        return self._error
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A checkpoint format. `detect` looks at content, never at the file name; `save` writes the
+    purified model into `path` in the same container as the input."""
+
+    name: str
+    description: str
+    detect: Callable[[CheckpointSource], bool]
+    load: Callable[[CheckpointSource], LoadedModel]
+    save: Callable[[LoadedModel, nn.Module, Path], None]
+    suffix: str
+    options: tuple[Option, ...] = ()

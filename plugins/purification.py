@@ -1,0 +1,164 @@
+"""The main job: checkpoint in, defense, purified checkpoint and report out."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from plugins.atomic import write_json_atomic
+from plugins.attack_spec import parse_attack_spec, spec_from_record, spec_record
+from plugins.checkpoints import (
+    check_output_path,
+    default_output_path,
+    file_sha256,
+    open_checkpoint,
+    save_checkpoint,
+)
+from plugins.data.clean_subset import clean_subset
+from plugins.data.loading import open_data
+from plugins.errors import PurifyError
+from plugins.evaluation import defense_effectiveness_rating, evaluate_model
+from plugins.manager import collect
+from plugins.options import resolve_options
+from plugins.plugin_types import DefenseJob, RunContext
+from plugins.report import build_report
+
+
+@dataclass(frozen=True)
+class PurifyRequest:
+    model_path: Path
+    plugin: str
+    options: dict[str, Any]
+    data: Path | None = None
+    out: Path | None = None
+    format: str = "auto"
+    arch: str | None = None
+    attack: str | None = None
+    ratio: float = 0.05
+    n_clean: int | None = None
+    overwrite: bool = False
+    trust_checkpoint: bool = False
+
+
+def report_path_for(out: Path) -> Path:
+    return out.with_name(out.name + ".report.json")
+
+
+def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, Any]:
+    """Run one defense on one checkpoint; returns the report (also written beside the output)."""
+    started = time.perf_counter()
+    registry = collect("defense")
+    if request.plugin not in registry:
+        known = ", ".join(sorted(registry)) or "(none installed)"
+        raise PurifyError(f"unknown defense '{request.plugin}'; installed: {known}")
+    entry = registry[request.plugin]
+    defense = entry.item
+    options = resolve_options(defense.options, request.options, f"defense '{defense.name}'")
+
+    adapter, loaded = open_checkpoint(
+        request.model_path, request.format, request.trust_checkpoint, request.arch
+    )
+    out = request.out or default_output_path(request.model_path, adapter.suffix)
+    check_output_path(out, request.model_path, request.overwrite)
+    report_out = report_path_for(out)
+    check_output_path(report_out, request.model_path, request.overwrite)
+
+    if defense.needs_data and request.data is None:
+        raise PurifyError(f"defense '{defense.name}' needs clean data; pass --data PATH")
+    splits = open_data(request.data, quiet=context.quiet) if request.data else None
+    clean, clean_indices = None, None
+    if defense.needs_data:
+        if splits.train is None:
+            raise PurifyError(f"{request.data} has no training images to draw clean data from")
+        _check_classes(splits.train.num_classes, loaded.convention.num_classes, request.data)
+        clean, clean_indices = clean_subset(
+            splits.train, context.seed, ratio=request.ratio, count=request.n_clean
+        )
+    test = splits.test if splits else None
+    if test is not None:
+        _check_classes(test.num_classes, loaded.convention.num_classes, request.data)
+
+    attack = None
+    if request.attack:
+        attack = parse_attack_spec(request.attack)
+    elif loaded.attack:
+        attack = spec_from_record(loaded.attack)
+
+    original = _frozen_copy(loaded.model)
+    before = evaluate_model(original, test, attack, context) if test is not None else None
+
+    context.workdir = out.with_name(out.name + ".work")
+    context.workdir.mkdir(exist_ok=True)
+    job = DefenseJob(
+        model=loaded.model,
+        clean=clean,
+        num_classes=loaded.convention.num_classes,
+        options=options,
+        context=context,
+    )
+    purified = defense.run(job).eval()
+
+    metrics = None
+    if test is not None:
+        after = evaluate_model(purified, test, attack, context, reference=original)
+        metrics = {"before": before, "after": after}
+        if attack is not None:
+            metrics["der"] = defense_effectiveness_rating(before, after)
+
+    save_checkpoint(adapter, loaded, purified, out)
+    report = build_report(
+        input={
+            "path": str(request.model_path),
+            "sha256": file_sha256(request.model_path),
+            "format": adapter.name,
+            "arch": loaded.arch,
+        },
+        output={"path": str(out), "sha256": file_sha256(out)},
+        plugin={
+            "name": defense.name,
+            "package": entry.package,
+            "version": entry.version,
+            "options": options,
+        },
+        seed=context.seed,
+        device=str(context.device),
+        data={
+            "path": str(request.data) if request.data else None,
+            "clean_images": None if clean is None else len(clean),
+            "clean_indices": None if clean_indices is None else clean_indices.tolist(),
+            "test_images": None if test is None else len(test),
+        },
+        attack=None if attack is None else spec_record(attack),
+        metrics=metrics,
+        details=job.details,
+        wall_time_s=time.perf_counter() - started,
+    )
+    write_json_atomic(report_out, report)
+    _remove_workdir(context.workdir)
+    return report
+
+
+def _check_classes(data_classes: int, model_classes: int, data: Path) -> None:
+    if data_classes != model_classes:
+        raise PurifyError(
+            f"the model has {model_classes} classes but {data} has {data_classes}; "
+            f"pass the data set the model was trained on"
+        )
+
+
+def _frozen_copy(model: nn.Module) -> nn.Module:
+    reference = copy.deepcopy(model).eval()
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    return reference
+
+
+def _remove_workdir(workdir: Path) -> None:
+    """Resumable state is only needed until the output is safely written."""
+    shutil.rmtree(workdir, ignore_errors=True)
