@@ -11,7 +11,7 @@ from plugins.data.imageset import ImageSet
 from plugins.errors import PurifyError
 from plugins.manager import lookup
 from plugins.options import Option, parse_assignments, resolve_options
-from plugins.plugin_types import AttackSpec
+from plugins.plugin_types import Attack, AttackSpec
 
 COMMON_ATTACK_OPTIONS = (
     Option("target", int, 0, "target label of an all-to-one attack"),
@@ -19,10 +19,14 @@ COMMON_ATTACK_OPTIONS = (
 )
 
 
+def attack_options(attack: Attack) -> tuple[Option, ...]:
+    """What an attack accepts: the shared options, then its own."""
+    return (*COMMON_ATTACK_OPTIONS, *attack.options)
+
+
 def make_attack_spec(name: str, given: dict[str, Any]) -> AttackSpec:
     attack = lookup("attack", name)
-    options = resolve_options((*COMMON_ATTACK_OPTIONS, *attack.options), given, f"attack '{name}'")
-    return AttackSpec(attack, options)
+    return AttackSpec(attack, resolve_options(attack_options(attack), given, f"attack '{name}'"))
 
 
 def parse_attack_spec(text: str) -> AttackSpec:

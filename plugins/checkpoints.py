@@ -46,10 +46,12 @@ def _why(source: CheckpointSource) -> str:
 
 
 def default_output_path(model_path: Path, suffix: str) -> Path:
-    """`<stem>.purified<suffix>` beside the input: nad.pth.tar -> nad.purified.pth.tar."""
+    """`<stem>.purified<ext>` beside the input, keeping its extension: nad.pth.tar ->
+    nad.purified.pth.tar, model.pt -> model.purified.pt."""
     name = model_path.name
-    stem = name[: -len(suffix)] if suffix and name.endswith(suffix) else model_path.stem
-    return model_path.with_name(f"{stem}.purified{suffix}")
+    ext = suffix if suffix and name.endswith(suffix) else model_path.suffix
+    stem = name[: len(name) - len(ext)] if ext else name
+    return model_path.with_name(f"{stem}.purified{ext}")
 
 
 def check_output_path(out: Path, model_path: Path, overwrite: bool) -> None:

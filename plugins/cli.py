@@ -11,6 +11,7 @@ from typing import Any
 import click
 from click_default_group import DefaultGroup
 
+from plugins.attack_spec import attack_options
 from plugins.errors import PurifyError
 from plugins.manager import KINDS, collect, get_manager, lookup
 from plugins.options import Option, parse_assignments
@@ -75,6 +76,9 @@ def _click_option(option: Option) -> click.Option:
 class PluginCommand(click.Command):
     """A command whose flags grow with the options the chosen plugin declares."""
 
+    def declared(self, item: Any) -> tuple[Option, ...]:
+        return attack_options(item) if self.kind == "attack" else item.options
+
     def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.kind = kind
@@ -85,14 +89,15 @@ class PluginCommand(click.Command):
         self.params, self.help = list(self.base_params), self.base_help
         name = _peek_plugin(args)
         item = lookup(self.kind, name) if name else None
+        declared = () if item is None else self.declared(item)
         if item is not None:
-            self.params += [_click_option(option) for option in item.options]
+            self.params += [_click_option(option) for option in declared]
             self.help = f"{self.base_help}\n\n{self.kind} '{item.name}': {item.description}"
-        ctx.meta["plugin_options"] = [] if item is None else [o.name for o in item.options]
+        ctx.meta["plugin_options"] = [option.name for option in declared]
         try:
             return super().parse_args(ctx, args)
         except click.NoSuchOption as error:
-            valid = ", ".join(o.flag for o in item.options) if item else "(choose --plugin first)"
+            valid = ", ".join(o.flag for o in declared) if item else "(choose --plugin first)"
             owner = f"{self.kind} '{item.name}'" if item else self.name
             raise PurifyError(
                 f"unknown option {error.option_name} for {owner}; its options: {valid} "

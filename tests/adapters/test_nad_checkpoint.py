@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from plugins.checkpoints import default_output_path, open_checkpoint
+from plugins.errors import PurifyError
+from tests.conftest import tiny_wideresnet
+
+
+def test_round_trip_keeps_keys_and_outputs(nad_checkpoint, tmp_path):
+    adapter, loaded = open_checkpoint(nad_checkpoint)
+    assert adapter.name == "nad" and loaded.arch == "wrn10-1"
+    assert loaded.convention.num_classes == 10 and loaded.convention.mean is None
+    out = tmp_path / "again.pth.tar"
+    adapter.save(loaded, loaded.model, out)
+    original, written = (torch.load(p, weights_only=True) for p in (nad_checkpoint, out))
+    assert written.keys() == original.keys() and written["epoch"] == 3
+    batch = torch.rand(4, 3, 16, 16)
+    reloaded = open_checkpoint(out)[1].model
+    assert torch.equal(loaded.model(batch), reloaded(batch))
+
+
+def test_state_dict_of_a_wideresnet_needs_no_arch(tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save(tiny_wideresnet().state_dict(), path)
+    adapter, loaded = open_checkpoint(path)
+    assert adapter.name == "state_dict" and loaded.arch == "wrn10-1"
+    out = tmp_path / "out.pt"
+    adapter.save(loaded, loaded.model, out)
+    assert torch.load(out, weights_only=True).keys() == torch.load(path, weights_only=True).keys()
+
+
+def test_state_dict_with_wrong_arch(tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save(tiny_wideresnet().state_dict(), path)
+    with pytest.raises(PurifyError, match="does not fit --arch resnet18"):
+        open_checkpoint(path, arch="resnet18")
+
+
+def test_forced_format_that_does_not_fit(tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save(tiny_wideresnet().state_dict(), path)
+    with pytest.raises(PurifyError, match="is not a 'nad' checkpoint"):
+        open_checkpoint(path, format="nad")
+
+
+@pytest.mark.parametrize("cut", [0, 100, 5000])
+def test_truncated_files_are_clear_errors(nad_checkpoint, tmp_path, cut):
+    broken = tmp_path / "broken.pth.tar"
+    broken.write_bytes(nad_checkpoint.read_bytes()[:cut])
+    with pytest.raises(PurifyError, match="empty|cannot recognise"):
+        open_checkpoint(broken)
+
+
+def test_output_names():
+    from pathlib import Path
+
+    assert default_output_path(Path("/m/nad.pth.tar"), ".pth.tar") == Path(
+        "/m/nad.purified.pth.tar"
+    )
+    assert default_output_path(Path("/m/model.pt"), ".pth") == Path("/m/model.purified.pth")

@@ -1,0 +1,165 @@
+"""The `purify` command line, driven as a user would."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from plugins.cli import cli
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, [str(arg) for arg in args])
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_plugins_lists_every_kind():
+    result = invoke("plugins")
+    assert result.exit_code == 0
+    for name in ("finetune", "badnet", "backdoor", "nad", "state_dict"):
+        assert name in result.output
+    rows = json.loads(invoke("plugins", "--json").output)
+    assert {"name", "kind", "package", "version", "description"} == set(rows[0])
+    assert {row["kind"] for row in rows} == {"defense", "attack", "evaluator", "adapter"}
+
+
+def test_plugin_help_shows_the_plugins_own_options():
+    result = invoke("--plugin", "finetune", "--help")
+    assert result.exit_code == 0
+    assert "--epochs" in result.output and "--batch-size" in result.output
+    assert "fine-tune the model on the clean subset" in result.output
+    assert "--epochs" not in invoke("run", "--help").output
+
+
+def test_unknown_plugin(nad_checkpoint):
+    assert_one_line_error(invoke("--plugin", "nope", nad_checkpoint), "unknown defense 'nope'")
+
+
+def test_missing_model_file(tmp_path, tiny_data):
+    result = invoke("--plugin", "finetune", tmp_path / "absent.pth", "--data", tiny_data)
+    assert_one_line_error(result, "does not exist")
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        (["-o", "epoch=1"], ["unknown option 'epoch'", "valid options: batch_size, epochs"]),
+        (["--epoch", "1"], ["unknown option --epoch", "--epochs"]),
+        (["-o", "epochs=many"], ["expects int, got 'many'"]),
+        (["--epochs", "many"], ["'many' is not a valid integer"]),
+        (["-o", "epochs"], ["-o expects key=value"]),
+    ],
+)
+def test_bad_options(nad_checkpoint, tiny_data, extra, fragments):
+    result = invoke("--plugin", "finetune", nad_checkpoint, "--data", tiny_data, *extra)
+    assert_one_line_error(result, *fragments)
+
+
+def test_unrecognised_checkpoint(tmp_path, tiny_data):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"definitely not a checkpoint")
+    result = invoke("--plugin", "finetune", junk, "--data", tiny_data)
+    assert_one_line_error(result, "cannot recognise the checkpoint", "--format NAME")
+
+
+def run_finetune(model, data, *extra):
+    return invoke(
+        "--plugin", "finetune", model, "--data", data, "--ratio", "0.5",
+        "-o", "epochs=1", "--attack", "badnet:pattern=grid,target=0", "-q", *extra,
+    )  # fmt: skip
+
+
+def test_run_end_to_end_writes_same_format_and_report(nad_checkpoint, tiny_data):
+    before = sha(nad_checkpoint)
+    result = run_finetune(nad_checkpoint, tiny_data, "--seed", "3")
+    assert result.exit_code == 0, result.output
+    out = nad_checkpoint.with_name("model.purified.pth.tar")
+    assert sha(nad_checkpoint) == before
+    original = torch.load(nad_checkpoint, weights_only=True)
+    purified = torch.load(out, weights_only=True)
+    assert purified.keys() == original.keys()
+    assert purified["state_dict"].keys() == original["state_dict"].keys()
+    changed = [k for k in original["state_dict"] if "weight" in k]
+    assert any(
+        not torch.equal(original["state_dict"][k], purified["state_dict"][k]) for k in changed
+    )
+
+    report = json.loads(out.with_name(out.name + ".report.json").read_text())
+    assert report["input"]["sha256"] == before and report["input"]["format"] == "nad"
+    assert report["plugin"] == {
+        "name": "finetune",
+        "package": "purify-backdoor",
+        "version": report["versions"]["purify-backdoor"],
+        "options": {"epochs": 1, "lr": 0.01, "batch_size": 64, "weight_decay": 5e-4},
+    }
+    assert report["seed"] == 3 and report["data"]["clean_images"] == 100
+    assert len(report["data"]["clean_indices"]) == 100
+    assert {"clean_acc", "asr"} <= report["metrics"]["before"].keys()
+    assert "functionality_l2" in report["metrics"]["after"]
+    assert 0 <= report["metrics"]["der"] <= 1
+    assert report["wall_time_s"] > 0 and report["peak_rss_mib"] > 0
+    assert "clean_acc" in result.output and "purified model:" in result.output
+    assert not out.with_name(out.name + ".work").exists()
+
+    again = run_finetune(nad_checkpoint, tiny_data)
+    assert_one_line_error(again, "already exists", "--overwrite")
+    assert run_finetune(nad_checkpoint, tiny_data, "--overwrite").exit_code == 0
+
+
+def test_output_never_replaces_the_input(nad_checkpoint, tiny_data):
+    before = sha(nad_checkpoint)
+    result = run_finetune(nad_checkpoint, tiny_data, "--out", nad_checkpoint, "--overwrite")
+    assert_one_line_error(result, "is the input model")
+    assert sha(nad_checkpoint) == before
+
+
+def test_same_seed_same_result(nad_checkpoint, tiny_data, tmp_path):
+    outs = [tmp_path / "a.pth.tar", tmp_path / "b.pth.tar", tmp_path / "c.pth.tar"]
+    for out, seed in zip(outs, ("1", "1", "2"), strict=True):
+        assert run_finetune(nad_checkpoint, tiny_data, "--out", out, "--seed", seed).exit_code == 0
+    a, b, c = (torch.load(out, weights_only=True)["state_dict"] for out in outs)
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert not all(torch.equal(a[key], c[key]) for key in a)
+
+
+def test_class_count_mismatch(tmp_path, tiny_data):
+    from tests.conftest import tiny_wideresnet
+
+    model = tiny_wideresnet()
+    model.fc = torch.nn.Linear(model.fc.in_features, 7)
+    path = tmp_path / "seven.pth.tar"
+    torch.save({"epoch": 1, "state_dict": model.state_dict()}, path)
+    result = invoke("--plugin", "finetune", path, "--data", tiny_data)
+    assert_one_line_error(result, "the model has 7 classes", "has 10")
+
+
+def test_attack_then_eval_finds_the_stored_trigger(tmp_path, tiny_data):
+    out = tmp_path / "bad.pth.tar"
+    result = invoke(
+        "attack", "--plugin", "badnet", "--data", tiny_data, "--arch", "wrn10-1",
+        "--epochs", "1", "--out", out, "--target", "2", "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stored = torch.load(out, weights_only=True)["purify_attack"]
+    assert stored["name"] == "badnet" and stored["options"]["target"] == 2
+    metrics_file = tmp_path / "metrics.json"
+    result = invoke("eval", out, "--data", tiny_data, "--json", metrics_file, "-q")
+    assert result.exit_code == 0, result.output
+    written = json.loads(metrics_file.read_text())
+    assert written["attack"]["options"]["target"] == 2
+    assert 0 <= written["metrics"]["asr"] <= 1 and "clean_acc" in written["metrics"]

@@ -1,0 +1,86 @@
+"""Discovery and registries: the rules every plugin, shipped or third-party, is held to."""
+
+import types
+
+import pluggy
+import pytest
+
+from plugins import Defense, Option, hookimpl
+from plugins.errors import PurifyError
+from plugins.manager import collect, get_manager, lookup, new_manager
+
+
+def _defense_plugin(module_name: str, defense: Defense) -> types.ModuleType:
+    module = types.ModuleType(module_name)
+
+    @hookimpl
+    def register_defenses(register):
+        register(defense)
+
+    module.register_defenses = register_defenses
+    return module
+
+
+def _noop(job):
+    return job.model
+
+
+def test_every_shipped_plugin_comes_from_the_entry_points():
+    manager = get_manager()
+    names = {name for name, _ in manager.list_name_plugin()}
+    assert {"badnet", "backdoor_metrics", "finetune", "demo", "nad_checkpoint"} <= names
+    kinds = {kind: set(collect(kind)) for kind in ("defense", "attack", "evaluator", "adapter")}
+    assert "finetune" in kinds["defense"]
+    assert "badnet" in kinds["attack"]
+    assert "backdoor" in kinds["evaluator"]
+    assert {"nad", "state_dict"} <= kinds["adapter"]
+    assert collect("defense")["finetune"].package == "purify-backdoor"
+
+
+def test_two_plugins_with_one_name_is_an_error_naming_both():
+    manager = new_manager()
+    manager.register(_defense_plugin("alpha_pkg.plugin", Defense("same", "a", _noop)))
+    manager.register(_defense_plugin("beta_pkg.plugin", Defense("same", "b", _noop)))
+    with pytest.raises(PurifyError, match="registered twice, by alpha_pkg and by beta_pkg"):
+        collect("defense", manager)
+
+
+def test_misspelled_hook_fails_check_pending():
+    manager = new_manager()
+    module = types.ModuleType("typo_pkg")
+
+    @hookimpl
+    def register_defences(register):  # British spelling: not a hook
+        pass
+
+    module.register_defences = register_defences
+    manager.register(module)
+    with pytest.raises(pluggy.PluginValidationError):
+        manager.check_pending()
+
+
+def test_option_names_that_shadow_host_flags_are_refused():
+    manager = new_manager()
+    bad = Defense("shadow", "d", _noop, options=(Option("seed", int, 0, "mine"),))
+    manager.register(_defense_plugin("shadow_pkg", bad))
+    with pytest.raises(PurifyError, match="option\\(s\\) seed that the host already provides"):
+        collect("defense", manager)
+
+
+def test_lookup_of_unknown_name_lists_installed():
+    with pytest.raises(PurifyError, match="unknown defense 'nope'; installed: .*finetune"):
+        lookup("defense", "nope")
+
+
+def test_registering_the_wrong_type_is_caught():
+    manager = new_manager()
+    module = types.ModuleType("wrong_pkg")
+
+    @hookimpl
+    def register_defenses(register):
+        register("not a Defense")
+
+    module.register_defenses = register_defenses
+    manager.register(module)
+    with pytest.raises(TypeError, match="must register Defense"):
+        collect("defense", manager)
