@@ -51,10 +51,13 @@ def test_truncated_files_are_clear_errors(nad_checkpoint, tmp_path, cut):
         open_checkpoint(broken)
 
 
-def test_output_names():
-    from pathlib import Path
-
-    assert default_output_path(Path("/m/nad.pth.tar"), ".pth.tar") == Path(
-        "/m/nad.purified.pth.tar"
-    )
-    assert default_output_path(Path("/m/model.pt"), ".pth") == Path("/m/model.purified.pth")
+@pytest.mark.parametrize(
+    ("name", "suffix", "expected"),
+    [
+        ("nad.pth.tar", ".pth.tar", "nad.purified.pth.tar"),
+        ("model.pt", ".pth", "model.purified.pt"),
+        ("weights", ".pth", "weights.purified"),
+    ],
+)
+def test_output_names(tmp_path, name, suffix, expected):
+    assert default_output_path(tmp_path / name, suffix) == tmp_path / expected
