@@ -1,0 +1,5 @@
+"""`python -m plugins` is `purify`."""
+
+from plugins.cli import cli
+
+cli(prog_name="purify")
