@@ -102,7 +102,9 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
         options=options,
         context=context,
     )
+    defense_started = time.perf_counter()
     purified = defense.run(job).eval()
+    defense_time = time.perf_counter() - defense_started
 
     metrics = None
     if test is not None:
@@ -137,6 +139,7 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
         attack=None if attack is None else spec_record(attack),
         metrics=metrics,
         details=job.details,
+        defense_time_s=defense_time,
         wall_time_s=time.perf_counter() - started,
     )
     write_json_atomic(report_out, report)

@@ -1,0 +1,205 @@
+"""MEDIC's training loop (section 3 and appendix B): a clone of the same architecture, trained from
+a fresh initialisation on the clean subset, with the trojaned model as a frozen teacher whose
+important neurons it copies and whose backdoor neurons it has no reason to learn."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medic_plugin.clone_loss import layer_clone_loss
+from medic_plugin.importance import (
+    activation_criterion,
+    conjunction,
+    impact_criterion,
+    uniform_importance,
+)
+from medic_plugin.layers import ActivationRecorder, cloned_layers
+from medic_plugin.statistics import teacher_statistics
+from plugins.data.imageset import ImageSet
+from plugins.data.tensors import random_crop_flip, random_rotate, shuffled_batches, to_tensor
+from plugins.errors import PurifyError
+from plugins.plugin_types import DefenseJob
+from plugins.training import accuracy, load_state, save_state
+
+
+@dataclass(frozen=True)
+class MedicSettings:
+    tau: float = 5.0
+    hook_weight: float = 10.0
+    epochs: int = 60
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    rotation: float = 3.0
+    hook_layers: str = "conv+bn"
+    importance: str = "reference"
+    holdout: float = 0.0
+
+
+def fresh_clone(model: nn.Module) -> nn.Module:
+    """Same architecture, every parameter and running statistic re-initialised."""
+    clone = copy.deepcopy(model)
+    for module in clone.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return clone
+
+
+def teacher_weights(
+    teacher: nn.Module,
+    recorder: ActivationRecorder,
+    batch: torch.Tensor,
+    labels: torch.Tensor,
+    stats: list[tuple[torch.Tensor, torch.Tensor]],
+    settings: MedicSettings,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The teacher's activations and their importance weights for one batch, both detached. The
+    impact criterion needs dCE/df* on the true labels: one backward through the frozen teacher that
+    computes activation gradients only (its parameters do not require grad). The CE is the batch
+    mean, as in the reference, so tau keeps the reference's meaning at its batch size of 64."""
+    if settings.importance == "none" or settings.tau == 0:
+        with torch.no_grad():
+            teacher(batch)
+        activations = recorder.take()
+        return activations, [uniform_importance(a) for a in activations]
+    logits = teacher(batch.requires_grad_(True))
+    activations = recorder.take()
+    gradients = torch.autograd.grad(F.cross_entropy(logits, labels), activations)
+    signed = settings.importance == "reference"
+    weights = []
+    with torch.no_grad():
+        for activation, gradient, (mu, sigma) in zip(activations, gradients, stats, strict=True):
+            act = activation_criterion(activation, mu, sigma, settings.tau, signed)
+            imp = impact_criterion(gradient, sigma, settings.tau, signed)
+            weights.append(conjunction(act, imp))
+    return [a.detach() for a in activations], weights
+
+
+def _augment(images: torch.Tensor, generator: torch.Generator, rotation: float) -> torch.Tensor:
+    batch = random_crop_flip(images, generator)
+    return random_rotate(batch, generator, rotation) if rotation else batch
+
+
+def _split_holdout(
+    clean: ImageSet, fraction: float, generator: torch.Generator
+) -> tuple[ImageSet, ImageSet | None]:
+    if fraction <= 0:
+        return clean, None
+    order = torch.randperm(len(clean), generator=generator).numpy()
+    cut = max(1, round(fraction * len(clean)))
+    return clean.subset(order[cut:]), clean.subset(order[:cut])
+
+
+def clone_model(job: DefenseJob, settings: MedicSettings) -> nn.Module:
+    context, device = job.context, job.context.device
+    teacher = job.model.to(device).eval()
+    frozen = [p.requires_grad for p in teacher.parameters()]
+    teacher.requires_grad_(False)
+    generator = context.generator(offset=11)
+    train, held_out = _split_holdout(job.clean, settings.holdout, generator)
+    clone = fresh_clone(teacher).to(device)
+    clone.requires_grad_(True)
+    layers = cloned_layers(teacher, settings.hook_layers)
+    if not layers:
+        raise PurifyError(f"the model has no {settings.hook_layers} layers for MEDIC to clone")
+    teacher_hooks = ActivationRecorder([module for _, module in layers])
+    clone_modules = dict(clone.named_modules())
+    clone_hooks = ActivationRecorder([clone_modules[name] for name, _ in layers])
+
+    images = to_tensor(train.images)
+    labels = torch.from_numpy(train.labels)
+    optimizer = torch.optim.Adam(
+        clone.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
+    state_path = context.workdir / "medic.state.pt" if context.workdir else None
+    start, stats = 0, None
+    if context.resume and state_path and (state := load_state(state_path)):
+        clone.load_state_dict(state["clone"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        stats = [(mu.to(device), sigma.to(device)) for mu, sigma in state["stats"]]
+        start = state["epoch"]
+        context.log(f"medic: resuming after epoch {start}/{settings.epochs}")
+    if stats is None:
+        batches = (
+            _augment(images[index], generator, settings.rotation).to(device)
+            for index in shuffled_batches(len(train), settings.batch_size, generator)
+        )
+        stats = teacher_statistics(teacher, teacher_hooks, batches)
+
+    steps = math.ceil(len(train) / settings.batch_size)
+    bar = context.progress(total=(settings.epochs - start) * steps, desc="medic", unit="step")
+    history = []
+    for epoch in range(start, settings.epochs):
+        clone.train()
+        sums = {"ce": 0.0, "clone": 0.0, "correct": 0}
+        for step, index in enumerate(shuffled_batches(len(train), settings.batch_size, generator)):
+            batch = _augment(images[index], generator, settings.rotation).to(device)
+            target = labels[index].to(device)
+            activations, weights = teacher_weights(
+                teacher, teacher_hooks, batch, target, stats, settings
+            )
+            logits = clone(batch.detach())
+            clone_activations = clone_hooks.take()
+            ce = F.cross_entropy(logits, target)
+            cloning = sum(
+                layer_clone_loss(t, c, w, sigma)
+                for t, c, w, (_, sigma) in zip(
+                    activations, clone_activations, weights, stats, strict=True
+                )
+            )
+            loss = ce + settings.hook_weight * cloning
+            if not torch.isfinite(loss):
+                raise PurifyError(
+                    f"MEDIC loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last "
+                    f"good epoch is saved: lower --lr and re-run with --resume"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums["ce"] += ce.item()
+            sums["clone"] += cloning.item()
+            sums["correct"] += int((logits.argmax(1) == target).sum())
+            bar.update()
+        scheduler.step()
+        record = {
+            "epoch": epoch + 1,
+            "ce": sums["ce"] / steps,
+            "clone_loss": sums["clone"] / steps,
+            "train_acc": sums["correct"] / len(train),
+        }
+        if held_out is not None:
+            record["held_out_acc"] = accuracy(clone, held_out, device)
+        history.append(record)
+        context.log(
+            "medic epoch {epoch}/{total}: ce {ce:.3f}  clone {clone_loss:.4f}  train acc "
+            "{train_acc:.1%}".format(total=settings.epochs, **record)
+            + (f"  held-out acc {record['held_out_acc']:.1%}" if held_out is not None else "")
+        )
+        if state_path:
+            save_state(
+                state_path,
+                {
+                    "clone": clone.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "stats": [(mu.cpu(), sigma.cpu()) for mu, sigma in stats],
+                    "epoch": epoch + 1,
+                },
+            )
+    bar.close()
+    teacher_hooks.remove()
+    clone_hooks.remove()
+    for parameter, flag in zip(teacher.parameters(), frozen, strict=True):
+        parameter.requires_grad_(flag)
+    job.details["medic"] = {"hooked_layers": [name for name, _ in layers], "history": history}
+    return clone.eval()

@@ -1,0 +1,75 @@
+"""MEDIC end to end on a tiny model: the teacher is untouched, the clone is fresh, resume works."""
+
+import pytest
+import torch
+
+from medic_plugin import run
+from medic_plugin.cloning import MedicSettings, fresh_clone
+from plugins.data.synthetic import synthetic_images
+from plugins.plugin_types import DefenseJob, RunContext
+from tests.conftest import tiny_wideresnet
+
+CLEAN = synthetic_images(64, 16, seed=0)
+
+
+def job(context, **options):
+    settings = vars(MedicSettings(epochs=2, batch_size=32)) | options
+    return DefenseJob(tiny_wideresnet(), CLEAN, 10, settings, context)
+
+
+def test_fresh_clone_shares_no_weights():
+    teacher = tiny_wideresnet()
+    clone = fresh_clone(teacher)
+    assert clone.state_dict().keys() == teacher.state_dict().keys()
+    assert not torch.equal(clone.conv1.weight, teacher.conv1.weight)
+    assert clone.conv1.weight.data_ptr() != teacher.conv1.weight.data_ptr()
+
+
+@pytest.mark.parametrize("importance", ["reference", "paper", "none"])
+def test_teacher_is_never_modified(importance):
+    context = RunContext(torch.device("cpu"), seed=0, quiet=True)
+    medic_job = job(context, importance=importance)
+    teacher = medic_job.model
+    before = {key: value.clone() for key, value in teacher.state_dict().items()}
+    clone = run(medic_job)
+    assert clone is not teacher
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert all(p.requires_grad for p in teacher.parameters())
+    assert not teacher._forward_hooks and not any(m._forward_hooks for m in teacher.modules())
+    history = medic_job.details["medic"]["history"]
+    assert len(history) == 2 and all(row["clone_loss"] > 0 for row in history)
+    assert len(medic_job.details["medic"]["hooked_layers"]) == 13  # WRN-10-1: 1 + 3 blocks * 4
+
+
+def test_holdout_accuracy_is_reported():
+    context = RunContext(torch.device("cpu"), seed=0, quiet=True)
+    medic_job = job(context, holdout=0.25, epochs=1)
+    run(medic_job)
+    assert 0 <= medic_job.details["medic"]["history"][0]["held_out_acc"] <= 1
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_reaches_the_uninterrupted_result(tmp_path):
+    whole = run(job(RunContext(torch.device("cpu"), seed=3, quiet=True)))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    interrupted = job(RunContext(torch.device("cpu"), seed=3, quiet=True, workdir=workdir))
+    calls = {"n": 0}
+
+    def stop_in_epoch_two(module, inputs):
+        calls["n"] += 1
+        if calls["n"] == 2 + 3:  # 2 statistics batches, 2 steps of epoch 1, then epoch 2
+            raise Interrupt
+
+    interrupted.model.conv1.register_forward_pre_hook(stop_in_epoch_two)
+    with pytest.raises(Interrupt):
+        run(interrupted)
+    resumed_context = RunContext(torch.device("cpu"), seed=3, quiet=True, workdir=workdir)
+    resumed_context.resume = True
+    resumed = run(job(resumed_context))
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
