@@ -5,27 +5,43 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") -> None:
-    """`write(tmp)` fills a temporary path (ending in `suffix`, for writers that insist on one)."""
+    """`write(tmp)` fills a temporary path (ending in `suffix`, for writers that insist on one);
+    it may make a file or, for folder formats, a folder."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
     try:
         write(tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
+        if tmp.is_dir():
+            for file in (p for p in tmp.rglob("*") if p.is_file()):
+                _fsync(file)
+            if path.is_dir():
+                path.rename(old)  # a folder cannot be replaced in one step; keep it until done
+        else:
+            _fsync(tmp)
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        for leftover in (tmp, old):
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink(missing_ok=True)
+    _fsync(path.parent)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

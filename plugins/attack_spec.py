@@ -11,7 +11,7 @@ from plugins.data.imageset import ImageSet
 from plugins.errors import PurifyError
 from plugins.manager import lookup
 from plugins.options import Option, parse_assignments, resolve_options
-from plugins.plugin_types import Attack, AttackSpec
+from plugins.plugin_types import Attack, AttackSpec, TriggeredSet
 
 COMMON_ATTACK_OPTIONS = (
     Option("target", int, 0, "target label of an all-to-one attack"),
@@ -72,9 +72,9 @@ def poison_training_set(
     return ImageSet(images, labels, data.classes), chosen
 
 
-def triggered_test_set(test: ImageSet, spec: AttackSpec) -> tuple[ImageSet, np.ndarray]:
+def triggered_test_set(test: ImageSet, spec: AttackSpec) -> TriggeredSet:
     """Triggered copies of the test images ASR counts (all-to-one: those whose true label is not
-    the target), with their true labels, and the labels the attacker wants."""
+    the target), with their true labels and the labels the attacker wants."""
     keep = (
         np.arange(len(test))
         if spec.options["all_to_all"]
@@ -82,4 +82,4 @@ def triggered_test_set(test: ImageSet, spec: AttackSpec) -> tuple[ImageSet, np.n
     )
     labels = test.labels[keep]
     stamped = ImageSet(spec.stamp(test.images[keep]), labels, test.classes)
-    return stamped, spec.target_labels(labels, test.num_classes)
+    return TriggeredSet(stamped, spec.target_labels(labels, test.num_classes))

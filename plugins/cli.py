@@ -328,7 +328,9 @@ def eval_command(
         if attack
         else (spec_from_record(loaded.attack) if loaded.attack else None)
     )
-    metrics = evaluate_model(loaded.model, test, spec, context, reference=original)
+    metrics = evaluate_model(
+        loaded.model, test, spec, context, reference=original, triggered=loaded.triggered
+    )
     click.echo(metrics_table({model.name: metrics}))
     if json_out:
         write_json_atomic(

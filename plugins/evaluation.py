@@ -6,7 +6,7 @@ from torch import nn
 
 from plugins.data.imageset import ImageSet
 from plugins.manager import collect
-from plugins.plugin_types import AttackSpec, EvalJob, RunContext
+from plugins.plugin_types import AttackSpec, EvalJob, RunContext, TriggeredSet
 
 
 def evaluate_model(
@@ -15,6 +15,7 @@ def evaluate_model(
     attack: AttackSpec | None,
     context: RunContext,
     reference: nn.Module | None = None,
+    triggered: TriggeredSet | None = None,
 ) -> dict[str, float]:
     """All installed evaluators' metrics, merged (later evaluators win on a shared name)."""
     metrics: dict[str, float] = {}
@@ -22,7 +23,7 @@ def evaluate_model(
     if reference is not None:
         reference.to(context.device)
     for entry in collect("evaluator").values():
-        job = EvalJob(model=model, test=test, attack=attack, context=context, reference=reference)
+        job = EvalJob(model, test, attack, context, reference=reference, triggered=triggered)
         metrics.update(entry.item.evaluate(job))
     return metrics
 

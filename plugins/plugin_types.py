@@ -7,6 +7,7 @@ declared `options`; the host derives CLI flags, `-o key=value` parsing and help 
 from __future__ import annotations
 
 import sys
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,17 +108,26 @@ class AttackSpec:
         return f"{self.attack.name}:{settings}"
 
 
+@dataclass(frozen=True)
+class TriggeredSet:
+    """Triggered test images with their true labels (`images.labels`) and the labels the attacker
+    wants (`targets`): made from an attack spec, or stored with a checkpoint (BackdoorBench)."""
+
+    images: ImageSet
+    targets: np.ndarray
+
+
 @dataclass
 class EvalJob:
-    """What an evaluator gets: the model under test, test data, the attack (if known), and the
-    original model when comparing a purified one against it."""
+    """What an evaluator gets: the model under test, test data, the backdoor (as an attack spec
+    and/or a triggered test set) when known, and the original model when comparing against it."""
 
     model: nn.Module
     test: ImageSet
     attack: AttackSpec | None
     context: RunContext
     reference: nn.Module | None = None
-    checkpoint: Path | None = None
+    triggered: TriggeredSet | None = None
 
 
 @dataclass(frozen=True)
@@ -151,11 +161,22 @@ class LoadedModel:
     format: str
     container: Any = None
     attack: dict[str, Any] | None = None
+    triggered: TriggeredSet | None = None
+
+
+# numpy arrays are plain data; BackdoorBench records hold them. torch documents this allow-list.
+SAFE_NUMPY_GLOBALS = [
+    np._core.multiarray._reconstruct,
+    np.ndarray,
+    np.dtype,
+    *(getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")),
+]
 
 
 class CheckpointSource:
     """A checkpoint path, read at most once. `payload()` never unpickles code: it uses
-    `torch.load(weights_only=True)`; adapters that need more must check `trust`."""
+    `torch.load(weights_only=True)` (numpy arrays allowed); adapters that need more must check
+    `trust`."""
 
     def __init__(self, path: Path, trust: bool = False, arch: str | None = None) -> None:
         self.path = Path(path)
@@ -165,13 +186,25 @@ class CheckpointSource:
         self._error: str | None = None
         self._read = False
 
+    @property
+    def is_torchscript(self) -> bool:
+        """TorchScript archives are zip files with a code/ folder. `torch.load` would hand them to
+        `torch.jit.load`, which runs their code, so they are never loaded by `payload()`."""
+        if not (self.path.is_file() and zipfile.is_zipfile(self.path)):
+            return False
+        with zipfile.ZipFile(self.path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+
     def payload(self) -> Any:
         """The safely loaded object, or None when the file is not a weights-only torch file."""
         if not self._read:
             self._read = True
-            if self.path.is_file():
+            if self.is_torchscript:
+                self._error = "it is a TorchScript archive"
+            elif self.path.is_file():
                 try:
-                    self._payload = torch.load(self.path, map_location="cpu", weights_only=True)
+                    with torch.serialization.safe_globals(SAFE_NUMPY_GLOBALS):
+                        self._payload = torch.load(self.path, map_location="cpu", weights_only=True)
                 except Exception as error:  # noqa: BLE001 - any failure means "not this format"
                     self._error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
         return self._payload
@@ -185,7 +218,8 @@ class CheckpointSource:
 @dataclass(frozen=True)
 class Adapter:
     """A checkpoint format. `detect` looks at content, never at the file name; `save` writes the
-    purified model into `path` in the same container as the input."""
+    purified model into `path` (a file, or a folder for folder formats) in the same container as
+    the input, plus any `companions` beside it."""
 
     name: str
     description: str
@@ -194,3 +228,4 @@ class Adapter:
     save: Callable[[LoadedModel, nn.Module, Path], None]
     suffix: str
     options: tuple[Option, ...] = ()
+    companions: tuple[str, ...] = ()  # files `save` also writes beside the output

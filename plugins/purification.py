@@ -67,7 +67,8 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
     out = request.out or default_output_path(request.model_path, adapter.suffix)
     check_output_path(out, request.model_path, request.overwrite)
     report_out = report_path_for(out)
-    check_output_path(report_out, request.model_path, request.overwrite)
+    for path in (report_out, *(out.with_name(name) for name in adapter.companions)):
+        check_output_path(path, request.model_path, request.overwrite)
 
     if defense.needs_data and request.data is None:
         raise PurifyError(f"defense '{defense.name}' needs clean data; pass --data PATH")
@@ -91,7 +92,10 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
         attack = spec_from_record(loaded.attack)
 
     original = _frozen_copy(loaded.model)
-    before = evaluate_model(original, test, attack, context) if test is not None else None
+    triggered = loaded.triggered
+    before = None
+    if test is not None:
+        before = evaluate_model(original, test, attack, context, triggered=triggered)
 
     context.workdir = out.with_name(out.name + ".work")
     context.workdir.mkdir(exist_ok=True)
@@ -108,9 +112,11 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
 
     metrics = None
     if test is not None:
-        after = evaluate_model(purified, test, attack, context, reference=original)
+        after = evaluate_model(
+            purified, test, attack, context, reference=original, triggered=triggered
+        )
         metrics = {"before": before, "after": after}
-        if attack is not None:
+        if "asr" in before:
             metrics["der"] = defense_effectiveness_rating(before, after)
 
     save_checkpoint(adapter, loaded, purified, out)

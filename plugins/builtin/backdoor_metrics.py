@@ -1,5 +1,6 @@
 """The numbers a backdoor defense is judged by: clean accuracy, attack success rate (ASR), robust
-accuracy (true label on triggered images), and, against the original model, functionality (the
+accuracy (true label on triggered images; from the attack spec, or from the triggered test set
+stored with the checkpoint), and, against the original model, functionality (the
 MEDIC paper's goal: mean L2 distance between softmax outputs on clean test images) and label
 agreement."""
 
@@ -15,11 +16,11 @@ def evaluate(job: EvalJob) -> dict[str, float]:
     logits = predict_logits(job.model, job.test.images, device)
     labels = job.test.labels
     metrics = {"clean_acc": float((logits.argmax(1).numpy() == labels).mean())}
-    if job.attack is not None:
-        triggered, wanted = triggered_test_set(job.test, job.attack)
-        predicted = predict_logits(job.model, triggered.images, device).argmax(1).numpy()
-        metrics["asr"] = float((predicted == wanted).mean())
-        metrics["robust_acc"] = float((predicted == triggered.labels).mean())
+    triggered = triggered_test_set(job.test, job.attack) if job.attack else job.triggered
+    if triggered is not None:
+        predicted = predict_logits(job.model, triggered.images.images, device).argmax(1).numpy()
+        metrics["asr"] = float((predicted == triggered.targets).mean())
+        metrics["robust_acc"] = float((predicted == triggered.images.labels).mean())
     if job.reference is not None:
         reference = predict_logits(job.reference, job.test.images, device)
         distance = (logits.softmax(1) - reference.softmax(1)).norm(dim=1)

@@ -1,5 +1,6 @@
 """Open a data set from what users have on disk: an ImageFolder tree (with `train/` and `test/`, or
-just class folders), a `.tar.gz` of one, or an `.npz` with `x` (uint8 NHWC) and `y`.
+just class folders), a `.tar.gz` of one, an `.npz` with `x` (uint8 NHWC) and `y`, a torchvision
+CIFAR-10 or GTSRB root, or a TrojAI folder of `class_<k>_example_<n>.png` images.
 
 Decoded arrays are cached, so the 60,000 CIFAR-10 JPEGs are decoded once per machine."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -36,6 +38,13 @@ def open_data(path: str | Path, quiet: bool = True) -> Splits:
     if path.is_file() and path.suffix == ".npz":
         return Splits(train=load_npz(path), test=None)
     if path.is_dir():
+        if (path / "cifar-10-batches-py").is_dir():
+            return _torchvision_cifar10(path)
+        if (path / "gtsrb").is_dir():
+            return _torchvision_gtsrb(path, quiet)
+        examples = _trojai_examples(path)
+        if examples is not None:
+            return Splits(train=load_trojai_examples(examples), test=None)
         return _open_folder(path, quiet)
     raise PurifyError(
         f"cannot read data {path}: expected an ImageFolder directory, a .tar.gz of one, or an .npz"
@@ -53,6 +62,59 @@ def load_npz(path: Path) -> ImageSet:
         )
     classes = tuple(str(k) for k in range(int(labels.max()) + 1))
     return ImageSet(images, labels, classes)
+
+
+def _torchvision_cifar10(root: Path) -> Splits:
+    """A torchvision CIFAR-10 root; torchvision reads its pickled batches (the user's own data)."""
+    from torchvision.datasets import CIFAR10
+
+    def split(train: bool) -> ImageSet:
+        data = CIFAR10(root, train=train, download=False)
+        return ImageSet(data.data, np.array(data.targets, dtype=np.int64), tuple(data.classes))
+
+    return Splits(train=split(True), test=split(False))
+
+
+GTSRB_SIZE = (32, 32)  # BackdoorBench's size for GTSRB, whose images vary in size
+
+
+def _torchvision_gtsrb(root: Path, quiet: bool) -> Splits:
+    from torchvision.datasets import GTSRB
+    from tqdm import tqdm
+
+    def split(name: str) -> ImageSet:
+        data = GTSRB(root, split=name, download=False)
+        images = np.empty((len(data), *GTSRB_SIZE, 3), dtype=np.uint8)
+        labels = np.empty(len(data), dtype=np.int64)
+        for index in tqdm(range(len(data)), desc=f"GTSRB {name}", disable=quiet, leave=False):
+            image, label = data[index]
+            images[index] = np.asarray(image.convert("RGB").resize(GTSRB_SIZE, Image.BILINEAR))
+            labels[index] = label
+        return ImageSet(images, labels, tuple(str(k) for k in range(43)))
+
+    return Splits(train=split("train"), test=split("test"))
+
+
+TROJAI_EXAMPLE = re.compile(r"class_(\d+)_example_(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)
+
+
+def _trojai_examples(folder: Path) -> Path | None:
+    """The folder of TrojAI example images: `folder` itself, or its clean/plain example folder."""
+    for candidate in (folder / "clean_example_data", folder / "example_data", folder):
+        if candidate.is_dir() and any(TROJAI_EXAMPLE.match(p.name) for p in candidate.iterdir()):
+            return candidate
+    return None
+
+
+def load_trojai_examples(folder: Path) -> ImageSet:
+    files = sorted(
+        (int(match.group(1)), int(match.group(2)), path)
+        for path in folder.iterdir()
+        if (match := TROJAI_EXAMPLE.match(path.name))
+    )
+    images = _decode([(path, label) for label, _, path in files], quiet=True)
+    labels = np.array([label for label, _, _ in files], dtype=np.int64)
+    return ImageSet(images, labels, tuple(str(k) for k in range(int(labels.max()) + 1)))
 
 
 def _open_folder(root: Path, quiet: bool) -> Splits:

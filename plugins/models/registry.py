@@ -4,38 +4,28 @@ record."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import torchvision
 from torch import nn
 
 from plugins.errors import PurifyError
+from plugins.models.preact_resnet import PreActResNet
 from plugins.models.wideresnet import WideResNet
 
 _WRN = re.compile(r"wrn-?(\d+)-(\d+)$")
+# The torchvision classifiers that TrojAI rounds and BackdoorBench use.
 _TORCHVISION = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "vgg11_bn",
-    "vgg16_bn",
-    "densenet121",
-    "mobilenet_v2",
-    "shufflenet_v2_x1_0",
-    "squeezenet1_1",
-    "googlenet",
-    "inception_v3",
-)
+    "resnet18", "resnet34", "resnet50", "resnet101", "vgg11_bn", "vgg16_bn", "vgg19_bn",
+    "densenet121", "mobilenet_v2", "mobilenet_v3_large", "shufflenet_v2_x1_0", "squeezenet1_1",
+    "googlenet", "inception_v3", "efficientnet_b0", "convnext_tiny", "vit_b_16", "wide_resnet50_2",
+)  # fmt: skip
 
 
-def _torchvision_builder(name: str) -> Callable[[int], nn.Module]:
-    return lambda num_classes: getattr(torchvision.models, name)(
-        weights=None, num_classes=num_classes
-    )
+_PREACT = {"preactresnet18": (2, 2, 2, 2), "preactresnet34": (3, 4, 6, 3)}
 
 
 def known_architectures() -> list[str]:
-    return ["wrn<depth>-<width> (e.g. wrn16-1, wrn16-2, wrn40-2)", *_TORCHVISION]
+    return ["wrn<depth>-<width> (e.g. wrn16-1, wrn16-2, wrn40-2)", *_PREACT, *_TORCHVISION]
 
 
 def build_model(arch: str, num_classes: int) -> nn.Module:
@@ -43,6 +33,8 @@ def build_model(arch: str, num_classes: int) -> nn.Module:
     name = arch.lower()
     if match := _WRN.match(name):
         return WideResNet(int(match.group(1)), int(match.group(2)), num_classes)
+    if name in _PREACT:
+        return PreActResNet(_PREACT[name], num_classes)
     if name in _TORCHVISION:
-        return _torchvision_builder(name)(num_classes)
+        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
     raise PurifyError(f"unknown architecture '{arch}'; known: {', '.join(known_architectures())}")

@@ -65,3 +65,19 @@ def test_bad_folders(tmp_path, setup):
         (root / "cls").mkdir()
     with pytest.raises(PurifyError):
         open_data(root)
+
+
+def test_torchvision_gtsrb_root_is_resized_to_32(tmp_path):
+    training = tmp_path / "gtsrb" / "GTSRB" / "Training"
+    for label, size in ((0, 40), (1, 50)):
+        (training / f"{label:05d}").mkdir(parents=True)
+        Image.new("RGB", (size, size), (label * 50, 0, 0)).save(training / f"{label:05d}" / "a.ppm")
+    test_images = tmp_path / "gtsrb" / "GTSRB" / "Final_Test" / "Images"
+    test_images.mkdir(parents=True)
+    Image.new("RGB", (35, 35)).save(test_images / "00000.ppm")
+    (tmp_path / "gtsrb" / "GT-final_test.csv").write_text(
+        "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n00000.ppm;35;35;0;0;35;35;2\n"
+    )
+    splits = open_data(tmp_path)
+    assert splits.train.images.shape == (2, 32, 32, 3) and splits.train.num_classes == 43
+    assert splits.train.labels.tolist() == [0, 1] and splits.test.labels.tolist() == [2]

@@ -1,0 +1,141 @@
+"""BackdoorBench attack records (`record/<attack>/attack_result.pt`): a dict with `model_name`,
+`num_classes`, `model` (a state dict, maybe with a `module.` prefix), `data_path`, `img_size`,
+`clean_data`, `bd_train` and `bd_test`. Normalization lives in BackdoorBench's data transform
+(`get_dataset_normalization`); we wrap it around the network. When the record folder holds the
+poisoned test images (`bd_test_dataset/<label>/<index>.png`), they give ASR without an attack spec.
+The purified model is written in the same container, plus `defense_result.pt` as BackdoorBench
+defenses write it (`model_name`, `num_classes`, `model`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
+from plugins.atomic import atomic_write
+from plugins.data.imageset import ImageSet
+from plugins.errors import PurifyError
+from plugins.models.normalized import Normalized, cpu_state_dict
+from plugins.models.registry import build_model
+from plugins.plugin_types import TriggeredSet
+
+REQUIRED_KEYS = {"model_name", "num_classes", "model", "img_size", "clean_data", "bd_test"}
+PREFIX = "module."
+IDENTITY = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+NORMALIZATION = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "tiny": ((0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262)),
+    "gtsrb": IDENTITY,
+    "celeba": IDENTITY,
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+DEFENSE_RESULT = "defense_result.pt"
+
+
+def detect(source: CheckpointSource) -> bool:
+    payload = source.payload()
+    return isinstance(payload, dict) and payload.keys() >= REQUIRED_KEYS
+
+
+def load(source: CheckpointSource) -> LoadedModel:
+    record = source.payload()
+    dataset = record["clean_data"]
+    if dataset not in NORMALIZATION:
+        known = ", ".join(NORMALIZATION)
+        raise PurifyError(f"{source.path}: unknown BackdoorBench data set '{dataset}' ({known})")
+    state = {key.removeprefix(PREFIX): value for key, value in record["model"].items()}
+    classes = int(record["num_classes"])
+    network = build_model(record["model_name"], classes)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())[:300]
+        raise PurifyError(
+            f"{source.path}: weights do not fit {record['model_name']}: {detail}"
+        ) from None
+    mean, std = NORMALIZATION[dataset]
+    size = tuple(int(v) for v in record["img_size"][:2])
+    return LoadedModel(
+        model=Normalized(network, mean, std).eval(),
+        convention=InputConvention(size=size, num_classes=classes, mean=mean, std=std),
+        arch=record["model_name"],
+        format="backdoorbench",
+        container=record,
+        triggered=read_poisoned_test_set(record["bd_test"], source.path.parent, classes),
+    )
+
+
+def read_poisoned_test_set(state: Any, record_folder: Path, classes: int) -> TriggeredSet | None:
+    """The poisoned test images a BackdoorBench attack saved on disk, or None when the record
+    folder does not hold them (only the .pt file was copied)."""
+    container = (state or {}).get("bd_data_container") or {}
+    entries = container.get("data_dict") or {}
+    images, labels, targets = [], [], []
+    for index in sorted(entries):
+        entry = entries[index]
+        if not isinstance(entry, dict) or "path" not in entry:
+            return None
+        path = _local_path(Path(entry["path"]), record_folder)
+        if path is None:
+            return None
+        with Image.open(path) as image:
+            images.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+        bd_label, label = entry["other_info"][:2]
+        targets.append(int(bd_label))
+        labels.append(int(label))
+    if not images:
+        return None
+    names = tuple(str(k) for k in range(classes))
+    poisoned = ImageSet(np.stack(images), np.array(labels, dtype=np.int64), names)
+    return TriggeredSet(poisoned, np.array(targets, dtype=np.int64))
+
+
+def _local_path(stored: Path, record_folder: Path) -> Path | None:
+    """Paths are stored as they were on the attacker's machine: re-anchor at the record folder."""
+    if "bd_test_dataset" in stored.parts:
+        relative = stored.parts[stored.parts.index("bd_test_dataset") :]
+        candidate = record_folder.joinpath(*relative)
+        if candidate.is_file():
+            return candidate
+    return stored if stored.is_file() else None
+
+
+def _stored_state(loaded: LoadedModel, model: nn.Module) -> dict:
+    """Weights with the `module.` prefix restored when the input had it, so keys match."""
+    state = cpu_state_dict(model)
+    if any(key.startswith(PREFIX) for key in loaded.container["model"]):
+        state = {PREFIX + key: value for key, value in state.items()}
+    return state
+
+
+def save(loaded: LoadedModel, model: nn.Module, path: Path) -> None:
+    state = _stored_state(loaded, model)
+    torch.save({**loaded.container, "model": state}, path)
+    defense = {
+        "model_name": loaded.container["model_name"],
+        "num_classes": loaded.container["num_classes"],
+        "model": state,
+    }
+    final = path.parent / DEFENSE_RESULT
+    atomic_write(final, lambda tmp: torch.save(defense, tmp))
+
+
+@hookimpl
+def register_adapters(register):
+    register(
+        Adapter(
+            name="backdoorbench",
+            description="BackdoorBench attack_result.pt (+ record); also writes defense_result.pt",
+            detect=detect,
+            load=load,
+            save=save,
+            suffix=".pt",
+            companions=(DEFENSE_RESULT,),
+        )
+    )

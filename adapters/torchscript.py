@@ -1,0 +1,65 @@
+"""TorchScript archives (`torch.jit.save`): the weights are moved into a fresh `--arch` network so
+defenses can train it, and the result is traced back into TorchScript. Loading TorchScript runs
+the code in the archive, so it needs `--trust-checkpoint`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
+from plugins.errors import PurifyError
+from plugins.models.normalized import unwrap
+from plugins.models.registry import build_model
+
+
+def detect(source: CheckpointSource) -> bool:
+    return source.is_torchscript
+
+
+def load(source: CheckpointSource) -> LoadedModel:
+    if not source.trust:
+        raise PurifyError(
+            f"{source.path} is TorchScript, which runs code from the file when loaded; pass "
+            f"--trust-checkpoint only if you trust where it came from"
+        )
+    if source.arch is None:
+        raise PurifyError(f"{source.path} is TorchScript; name its architecture with --arch NAME")
+    scripted = torch.jit.load(source.path, map_location="cpu")
+    state = scripted.state_dict()
+    weights = [value for key, value in state.items() if key.endswith("weight")]
+    classes = int(weights[-1].shape[0])
+    network = build_model(source.arch, classes)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())[:300]
+        raise PurifyError(f"{source.path} does not fit --arch {source.arch}: {detail}") from None
+    return LoadedModel(
+        model=network.eval(),
+        convention=InputConvention(size=(32, 32), num_classes=classes),
+        arch=source.arch,
+        format="torchscript",
+    )
+
+
+def save(loaded: LoadedModel, model: nn.Module, path: Path) -> None:
+    network = unwrap(model).cpu().eval()
+    example = torch.zeros(1, 3, *loaded.convention.size)
+    torch.jit.save(torch.jit.trace(network, example), path)
+
+
+@hookimpl
+def register_adapters(register):
+    register(
+        Adapter(
+            name="torchscript",
+            description="TorchScript archive with --arch NAME; needs --trust-checkpoint",
+            detect=detect,
+            load=load,
+            save=save,
+            suffix=".pt",
+        )
+    )
