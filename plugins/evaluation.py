@@ -41,7 +41,7 @@ PERCENT_METRICS = {"clean_acc", "asr", "robust_acc", "agreement", "der"}
 def format_metric(name: str, value: float) -> str:
     if name in PERCENT_METRICS:
         return f"{100 * value:.2f}%"
-    if name == "parameters":
+    if name in ("parameters", "weight_bytes"):
         return f"{int(value):,}"
     return f"{value:.4f}"
 

@@ -16,6 +16,7 @@ from plugins.attack_spec import parse_attack_spec, spec_from_record, spec_record
 from plugins.checkpoints import (
     check_output_path,
     default_output_path,
+    disk_bytes,
     file_sha256,
     open_checkpoint,
     save_checkpoint,
@@ -124,10 +125,11 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
         input={
             "path": str(request.model_path),
             "sha256": file_sha256(request.model_path),
+            "bytes": disk_bytes(request.model_path),
             "format": adapter.name,
             "arch": loaded.arch,
         },
-        output={"path": str(out), "sha256": file_sha256(out)},
+        output={"path": str(out), "sha256": file_sha256(out), "bytes": disk_bytes(out)},
         plugin={
             "name": defense.name,
             "package": entry.package,

@@ -26,7 +26,6 @@ def evaluate(job: EvalJob) -> dict[str, float]:
         distance = (logits.softmax(1) - reference.softmax(1)).norm(dim=1)
         metrics["functionality_l2"] = float(distance.mean())
         metrics["agreement"] = float((logits.argmax(1) == reference.argmax(1)).float().mean())
-    metrics["parameters"] = float(sum(p.numel() for p in job.model.parameters()))
     return metrics
 
 
