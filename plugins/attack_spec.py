@@ -69,6 +69,10 @@ def poison_training_set(
         images[chosen] = spec.stamp(images[chosen])
         if not spec.attack.clean_label:
             labels[chosen] = spec.target_labels(labels[chosen], data.num_classes)
+    if spec.attack.extra_samples is not None:
+        extra_images, extra_labels = spec.attack.extra_samples(data, spec.options, chosen, seed)
+        images = np.concatenate([images, extra_images])
+        labels = np.concatenate([labels, extra_labels])
     return ImageSet(images, labels, data.classes), chosen
 
 

@@ -85,6 +85,9 @@ class Attack:
     stamp: Callable[[np.ndarray, dict[str, Any]], np.ndarray]
     options: tuple[Option, ...] = ()
     clean_label: bool = False
+    # Extra training samples beyond the poisoned ones (WaNet's noise mode): given the training set,
+    # the resolved options, the poisoned indices and a seed, return (images, labels) to append.
+    extra_samples: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
 
 
 @dataclass(frozen=True)

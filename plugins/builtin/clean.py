@@ -1,0 +1,19 @@
+"""No backdoor: the reference model of each training schedule. Its trigger changes nothing, so
+its ASR is the rate at which a clean model predicts the target anyway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from plugins import Attack, hookimpl
+
+
+def stamp(images: np.ndarray, options: dict[str, Any]) -> np.ndarray:
+    return images.copy()
+
+
+@hookimpl
+def register_attacks(register):
+    register(Attack(name="clean", description="no poisoning (reference model)", stamp=stamp))

@@ -1,0 +1,83 @@
+"""WaNet (Nguyen & Tran, ICLR 2021): an imperceptible warp. A k x k field of random offsets,
+normalised by its mean magnitude and upsampled (bicubic) to the image, moves every pixel by at
+most s / H of the image (grid_sample). Noise mode: `cross_ratio` times as many extra training
+images as poisoned ones get a random warp on top and keep their labels, so the network learns the
+exact warp rather than any warp."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from plugins import Attack, Option, hookimpl
+from plugins.data.imageset import ImageSet
+
+
+def warp_field(size: int, k: int, seed: int) -> torch.Tensor:
+    """The fixed warp: (1, H, W, 2) offsets, |mean| = 1 before upsampling."""
+    generator = torch.Generator().manual_seed(seed)
+    control = torch.rand(1, 2, k, k, generator=generator) * 2 - 1
+    control = control / control.abs().mean()
+    field = F.interpolate(control, size=size, mode="bicubic", align_corners=True)
+    return field.permute(0, 2, 3, 1)
+
+
+def _identity_grid(size: int) -> torch.Tensor:
+    steps = torch.linspace(-1, 1, size)
+    rows, cols = torch.meshgrid(steps, steps, indexing="ij")
+    return torch.stack((cols, rows), dim=2)[None]
+
+
+def _warp(images: np.ndarray, grid: torch.Tensor) -> np.ndarray:
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    warped = F.grid_sample(batch, grid.expand(len(batch), -1, -1, -1), align_corners=True)
+    return warped.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+def _trigger_grid(size: int, options: dict[str, Any]) -> torch.Tensor:
+    offsets = options["strength"] * warp_field(size, options["k"], options["warp_seed"]) / size
+    return (_identity_grid(size) + offsets).clamp(-1, 1)
+
+
+def stamp(images: np.ndarray, options: dict[str, Any]) -> np.ndarray:
+    return _warp(images, _trigger_grid(images.shape[1], options))
+
+
+def noise_samples(
+    data: ImageSet, options: dict[str, Any], poisoned: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noise mode: warped images with an extra random warp in [-1, 1] / H, labels unchanged."""
+    count = min(int(options["cross_ratio"] * len(poisoned)), len(data))
+    if count == 0:
+        return data.images[:0], data.labels[:0]
+    rng = np.random.default_rng(seed + 1)
+    chosen = rng.choice(np.setdiff1d(np.arange(len(data)), poisoned), size=count, replace=False)
+    size = data.images.shape[1]
+    generator = torch.Generator().manual_seed(seed + 2)
+    jitter = (torch.rand(count, size, size, 2, generator=generator) * 2 - 1) / size
+    grids = (_trigger_grid(size, options) + jitter).clamp(-1, 1)
+    batch = torch.from_numpy(data.images[chosen]).permute(0, 3, 1, 2).float()
+    warped = F.grid_sample(batch, grids, align_corners=True)
+    images = warped.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    return images, data.labels[chosen]
+
+
+@hookimpl
+def register_attacks(register):
+    register(
+        Attack(
+            name="wanet",
+            description="WaNet: warping-based trigger (k=4, s=0.5) with noise mode",
+            stamp=stamp,
+            extra_samples=noise_samples,
+            options=(
+                Option("k", int, 4, "control grid size"),
+                Option("strength", float, 0.5, "s: warp strength"),
+                Option("cross_ratio", float, 2.0, "noise-mode samples per poisoned sample"),
+                Option("warp_seed", int, 0, "seed that draws the warp"),
+            ),
+        )
+    )

@@ -1,0 +1,96 @@
+"""Every attack's trigger: shape, dtype, determinism, and that it changes the image where it
+should and nowhere else."""
+
+import numpy as np
+import pytest
+
+from plugins.attack_spec import make_attack_spec, parse_attack_spec, poison_training_set
+from plugins.builtin.blended import blend_pattern
+from plugins.builtin.polygon import polygon_mask
+from plugins.builtin.sig import nad_mask, paper_signal
+from plugins.data.synthetic import synthetic_images
+from plugins.manager import collect
+
+IMAGES = np.random.default_rng(0).integers(20, 236, size=(6, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("name", sorted(collect("attack")))
+def test_shape_dtype_determinism_and_no_mutation(name):
+    spec = make_attack_spec(name, {})
+    before = IMAGES.copy()
+    out = spec.stamp(IMAGES)
+    assert out.shape == IMAGES.shape and out.dtype == np.uint8
+    assert np.array_equal(IMAGES, before)
+    assert np.array_equal(out, spec.stamp(IMAGES))
+    assert np.array_equal(out, make_attack_spec(name, {}).stamp(IMAGES))
+    changed = (out != IMAGES).any(-1)
+    assert changed.any() if name != "clean" else not changed.any()
+
+
+def test_blended_is_the_convex_mix():
+    out = parse_attack_spec("blended:alpha=0.25,pattern_seed=3").stamp(IMAGES)
+    pattern = blend_pattern(32, 32, 3).astype(float)
+    assert np.array_equal(out, np.rint(0.75 * IMAGES + 0.25 * pattern).astype(np.uint8))
+    assert not np.array_equal(pattern, blend_pattern(32, 32, 4))
+
+
+def test_sig_paper_adds_a_column_signal():
+    out = parse_attack_spec("sig").stamp(IMAGES).astype(int)
+    signal = paper_signal(32, 20, 6)
+    expected = np.clip(IMAGES + signal[None, None, :, None], 0, 255).astype(np.uint8)
+    assert np.array_equal(out, expected)
+    assert signal.max() == pytest.approx(20, abs=0.5) and abs(signal[0]) < 1e-9
+
+
+def test_sig_nad_variant_matches_the_zoo_formula():
+    mask = nad_mask(32)
+    assert mask[0] == 0 and mask[1] == int(20 * np.sin(0.8))
+    assert mask[4] == 255  # int(20 * sin(3.2)) = -1 wraps to 255
+    out = parse_attack_spec("sig:variant=nad").stamp(IMAGES)
+    assert np.array_equal(out, (0.8 * IMAGES + 0.2 * mask[None, None, :, None]).astype(np.uint8))
+    assert make_attack_spec("sig", {}).attack.clean_label
+
+
+def test_square_is_white_at_rows_and_cols_28_to_30():
+    out = parse_attack_spec("square").stamp(IMAGES)
+    assert (out[:, 28:31, 28:31] == 255).all()
+    mask = np.ones((32, 32), bool)
+    mask[28:31, 28:31] = False
+    assert np.array_equal(out[:, mask], IMAGES[:, mask])
+
+
+def test_wanet_is_a_small_warp_and_zero_strength_is_identity():
+    out = parse_attack_spec("wanet").stamp(IMAGES).astype(int)
+    assert np.abs(out - IMAGES).mean() < 40
+    still = parse_attack_spec("wanet:strength=0").stamp(IMAGES)
+    assert np.array_equal(still, IMAGES)
+    other = parse_attack_spec("wanet:warp_seed=1").stamp(IMAGES)
+    assert not np.array_equal(other, out)
+
+
+def test_wanet_noise_mode_adds_cross_samples_with_their_labels():
+    data = synthetic_images(100, 16, seed=0)
+    poisoned, chosen = poison_training_set(data, parse_attack_spec("wanet"), 0.1, seed=0)
+    assert len(poisoned) == 100 + 2 * len(chosen)
+    extra = poisoned.labels[100:]
+    assert len(extra) == 20 and set(extra) <= set(data.labels)
+
+
+def test_polygon_paints_one_colour_inside_its_box():
+    spec = parse_attack_spec("polygon:size=8,polygon_seed=2")
+    out = spec.stamp(IMAGES)
+    mask = polygon_mask(8, 5, 2)
+    for image, original in zip(out, IMAGES, strict=True):
+        changed = np.argwhere((image != original).any(-1))
+        assert len(changed) <= mask.sum()
+        rows, cols = changed[:, 0], changed[:, 1]
+        assert rows.max() - rows.min() < 8 and cols.max() - cols.min() < 8
+        assert len(np.unique(image[rows, cols], axis=0)) == 1
+
+
+@pytest.mark.parametrize("name", ["gotham", "nashville", "kelvin", "lomo", "toaster"])
+def test_filters_change_the_whole_image_differently(name):
+    out = parse_attack_spec(f"filter:filter={name}").stamp(IMAGES)
+    assert (out != IMAGES).any(-1).mean() > 0.5
+    others = [parse_attack_spec(f"filter:filter={f}").stamp(IMAGES) for f in ("gotham", "lomo")]
+    assert sum(np.array_equal(out, o) for o in others) <= 1
