@@ -21,6 +21,12 @@ from plugins.plugin_types import InputConvention, LoadedModel, RunContext
 from plugins.report import build_report
 from plugins.training import TrainSettings, fit
 
+# Training schedules: `small` fits in minutes on 2 CPU cores, `paper` follows the NAD/MEDIC setting.
+PROFILES: dict[str, dict[str, Any]] = {
+    "small": {"n_train": 10_000, "epochs": 12, "lr": 0.05, "batch_size": 128},
+    "paper": {"n_train": None, "epochs": 100, "lr": 0.1, "batch_size": 128},
+}
+
 
 @dataclass(frozen=True)
 class TrainRequest:

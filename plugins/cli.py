@@ -12,6 +12,7 @@ import click
 from click_default_group import DefaultGroup
 
 from plugins.attack_spec import attack_options
+from plugins.backdoor_training import PROFILES
 from plugins.errors import PurifyError
 from plugins.manager import KINDS, collect, get_manager, lookup
 from plugins.options import Option, parse_assignments
@@ -366,10 +367,17 @@ def eval_command(
     show_default=True,
     help="poisoned / total training images",
 )
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--n-train", type=int, help="train on a class-stratified subset of this size")
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default="small",
+    show_default=True,
+    help="small: 10k-image subset, 12 epochs (minutes on a CPU); paper: all, 100 epochs (GPU)",
+)
+@click.option("--epochs", type=int, help="override the profile's epochs")
+@click.option("--lr", type=float, help="override the profile's learning rate")
+@click.option("--batch-size", type=int, help="override the profile's batch size")
+@click.option("--n-train", type=int, help="override the profile's training-subset size")
 @click.option(
     "-o",
     "--option",
@@ -390,6 +398,10 @@ def attack_command(
 
     settings = _plugin_settings(ctx, kwargs, option_pairs)
     context = _context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
+    schedule = {
+        key: value if kwargs[key] is None else kwargs[key]
+        for key, value in PROFILES[kwargs["profile"]].items()
+    }
     request = TrainRequest(
         attack=plugin,
         options=settings,
@@ -397,11 +409,8 @@ def attack_command(
         arch=kwargs["arch"],
         out=kwargs["out"],
         poison_ratio=kwargs["poison_ratio"],
-        epochs=kwargs["epochs"],
-        lr=kwargs["lr"],
-        batch_size=kwargs["batch_size"],
-        n_train=kwargs["n_train"],
         overwrite=kwargs["overwrite"],
+        **schedule,
     )
     metrics = train_backdoored(request, context)
     click.echo(metrics_table({kwargs["out"].name: metrics}))

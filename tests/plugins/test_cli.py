@@ -152,10 +152,13 @@ def test_attack_then_eval_finds_the_stored_trigger(tmp_path, tiny_data):
     out = tmp_path / "bad.pth.tar"
     result = invoke(
         "attack", "--plugin", "badnet", "--data", tiny_data, "--arch", "wrn10-1",
-        "--epochs", "1", "--out", out, "--target", "2", "-q",
+        "--epochs", "1", "--n-train", "100", "--out", out, "--target", "2", "-q",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     stored = torch.load(out, weights_only=True)["purify_attack"]
+    report = json.loads(out.with_name(out.name + ".report.json").read_text())
+    assert report["train_images"] == 100 and report["settings"]["epochs"] == 1
+    assert report["settings"]["lr"] == 0.05  # from the small profile
     assert stored["name"] == "badnet" and stored["options"]["target"] == 2
     metrics_file = tmp_path / "metrics.json"
     result = invoke("eval", out, "--data", tiny_data, "--json", metrics_file, "-q")
