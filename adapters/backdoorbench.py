@@ -21,7 +21,7 @@ from plugins.atomic import atomic_write
 from plugins.data.imageset import ImageSet
 from plugins.errors import PurifyError
 from plugins.models.normalized import Normalized, cpu_state_dict
-from plugins.models.registry import build_model
+from plugins.models.registry import build_with_weights, output_classes
 from plugins.plugin_types import TriggeredSet
 
 REQUIRED_KEYS = {"model_name", "num_classes", "model", "img_size", "clean_data", "bd_test"}
@@ -51,14 +51,12 @@ def load(source: CheckpointSource) -> LoadedModel:
         raise PurifyError(f"{source.path}: unknown BackdoorBench data set '{dataset}' ({known})")
     state = {key.removeprefix(PREFIX): value for key, value in record["model"].items()}
     classes = int(record["num_classes"])
-    network = build_model(record["model_name"], classes)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as error:
-        detail = " ".join(str(error).split())[:300]
+    network = build_with_weights(record["model_name"], state, source.path)
+    if output_classes(state) != classes:
         raise PurifyError(
-            f"{source.path}: weights do not fit {record['model_name']}: {detail}"
-        ) from None
+            f"{source.path}: num_classes is {classes} but the weights have "
+            f"{output_classes(state)}; the record is inconsistent"
+        )
     mean, std = NORMALIZATION[dataset]
     size = tuple(int(v) for v in record["img_size"][:2])
     return LoadedModel(

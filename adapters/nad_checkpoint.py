@@ -13,7 +13,7 @@ from torch import nn
 from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
 from plugins.errors import PurifyError
 from plugins.models.normalized import cpu_state_dict
-from plugins.models.wideresnet import WideResNet, wideresnet_shape
+from plugins.models.wideresnet import wideresnet_shape
 
 ATTACK_KEY = "purify_attack"
 

@@ -12,7 +12,7 @@ from adapters.nad_checkpoint import looks_like_nad_wideresnet
 from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
 from plugins.errors import PurifyError
 from plugins.models.normalized import cpu_state_dict
-from plugins.models.registry import build_model
+from plugins.models.registry import build_with_weights, output_classes
 from plugins.models.wideresnet import wideresnet_shape
 
 
@@ -25,11 +25,6 @@ def detect(source: CheckpointSource) -> bool:
     )
 
 
-def _num_classes(state_dict: dict[str, torch.Tensor]) -> int:
-    matrices = [value for key, value in state_dict.items() if key.endswith("weight")]
-    return int(matrices[-1].shape[0])
-
-
 def load(source: CheckpointSource) -> LoadedModel:
     state_dict = {key.removeprefix("module."): value for key, value in source.payload().items()}
     arch = source.arch
@@ -40,16 +35,10 @@ def load(source: CheckpointSource) -> LoadedModel:
             )
         depth, width, _ = wideresnet_shape(state_dict)
         arch = f"wrn{depth}-{width}"
-    classes = _num_classes(state_dict)
-    model = build_model(arch, classes)
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as error:
-        detail = " ".join(str(error).split())[:300]
-        raise PurifyError(f"{source.path} does not fit --arch {arch}: {detail}") from None
+    model = build_with_weights(arch, state_dict, source.path)
     return LoadedModel(
-        model=model.eval(),
-        convention=InputConvention(size=(32, 32), num_classes=classes),
+        model=model,
+        convention=InputConvention(size=(32, 32), num_classes=output_classes(state_dict)),
         arch=arch,
         format="state_dict",
         container=None,

@@ -12,7 +12,7 @@ from torch import nn
 from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
 from plugins.errors import PurifyError
 from plugins.models.normalized import unwrap
-from plugins.models.registry import build_model
+from plugins.models.registry import build_with_weights, output_classes
 
 
 def detect(source: CheckpointSource) -> bool:
@@ -29,17 +29,9 @@ def load(source: CheckpointSource) -> LoadedModel:
         raise PurifyError(f"{source.path} is TorchScript; name its architecture with --arch NAME")
     scripted = torch.jit.load(source.path, map_location="cpu")
     state = scripted.state_dict()
-    weights = [value for key, value in state.items() if key.endswith("weight")]
-    classes = int(weights[-1].shape[0])
-    network = build_model(source.arch, classes)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as error:
-        detail = " ".join(str(error).split())[:300]
-        raise PurifyError(f"{source.path} does not fit --arch {source.arch}: {detail}") from None
     return LoadedModel(
-        model=network.eval(),
-        convention=InputConvention(size=(32, 32), num_classes=classes),
+        model=build_with_weights(source.arch, state, source.path),
+        convention=InputConvention(size=(32, 32), num_classes=output_classes(state)),
         arch=source.arch,
         format="torchscript",
     )

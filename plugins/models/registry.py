@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import torch
 import torchvision
 from torch import nn
 
@@ -38,3 +39,21 @@ def build_model(arch: str, num_classes: int) -> nn.Module:
     if name in _TORCHVISION:
         return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
     raise PurifyError(f"unknown architecture '{arch}'; known: {', '.join(known_architectures())}")
+
+
+def output_classes(state_dict: dict[str, torch.Tensor]) -> int:
+    """Classes of a classifier's weights: the rows of its last weight matrix."""
+    weights = [value for key, value in state_dict.items() if key.endswith("weight")]
+    return int(weights[-1].shape[0])
+
+
+def build_with_weights(arch: str, state_dict: dict[str, torch.Tensor], where: object) -> nn.Module:
+    """A network of `arch` holding `state_dict`, in eval mode; a mismatch is one clear line that
+    starts with the first missing, unexpected or wrongly shaped keys."""
+    model = build_model(arch, output_classes(state_dict))
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())[:300]
+        raise PurifyError(f"{where} does not fit architecture {arch}: {detail}") from None
+    return model.eval()

@@ -32,7 +32,7 @@ def test_state_dict_of_a_wideresnet_needs_no_arch(tmp_path):
 def test_state_dict_with_wrong_arch(tmp_path):
     path = tmp_path / "plain.pt"
     torch.save(tiny_wideresnet().state_dict(), path)
-    with pytest.raises(PurifyError, match="does not fit --arch resnet18"):
+    with pytest.raises(PurifyError, match="does not fit architecture resnet18: .*Missing key"):
         open_checkpoint(path, arch="resnet18")
 
 
@@ -61,3 +61,12 @@ def test_truncated_files_are_clear_errors(nad_checkpoint, tmp_path, cut):
 )
 def test_output_names(tmp_path, name, suffix, expected):
     assert default_output_path(tmp_path / name, suffix) == tmp_path / expected
+
+
+def test_nad_container_with_a_broken_state_dict(tmp_path):
+    state = tiny_wideresnet().state_dict()
+    state["block1.layer.0.conv2.weight"] = torch.zeros(3, 3, 3, 3)
+    path = tmp_path / "broken.pth.tar"
+    torch.save({"epoch": 1, "state_dict": state}, path)
+    with pytest.raises(PurifyError, match="does not fit architecture wrn10-1: .*size mismatch"):
+        open_checkpoint(path)
