@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
-from plugins.errors import PurifyError
 from plugins.models.normalized import cpu_state_dict
+from plugins.models.registry import build_with_weights
 from plugins.models.wideresnet import wideresnet_shape
 
 ATTACK_KEY = "purify_attack"
@@ -35,18 +35,11 @@ def load(source: CheckpointSource) -> LoadedModel:
     container = source.payload()
     state_dict = container["state_dict"]
     depth, width, classes = wideresnet_shape(state_dict)
-    model = WideResNet(depth, width, classes)
-    try:
-        model.load_state_dict(state_dict)
-    except RuntimeError as error:
-        first = str(error).splitlines()[1:2] or [str(error)]
-        raise PurifyError(
-            f"{source.path}: state dict does not fit WideResNet-{depth}-{width}: {first[0].strip()}"
-        ) from None
+    arch = f"wrn{depth}-{width}"
     return LoadedModel(
-        model=model.eval(),
+        model=build_with_weights(arch, state_dict, source.path),
         convention=InputConvention(size=(32, 32), num_classes=classes),
-        arch=f"wrn{depth}-{width}",
+        arch=arch,
         format="nad",
         container=container,
         attack=container.get(ATTACK_KEY),
