@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from plugins.data.imageset import ImageSet
 from plugins.errors import PurifyError
 from plugins.manager import lookup
 from plugins.options import Option, parse_assignments, resolve_options
-from plugins.plugin_types import Attack, AttackSpec, TriggeredSet
+from plugins.plugin_types import Attack, AttackSpec, RunContext, TriggeredSet
 
 COMMON_ATTACK_OPTIONS = (
     Option("target", int, 0, "target label of an all-to-one attack"),
@@ -46,7 +47,7 @@ def spec_record(spec: AttackSpec) -> dict[str, Any]:
 
 
 def poison_training_set(
-    data: ImageSet, spec: AttackSpec, ratio: float, seed: int
+    data: ImageSet, spec: AttackSpec, ratio: float, seed: int, context: RunContext | None = None
 ) -> tuple[ImageSet, np.ndarray]:
     """Stamp `ratio * N` images (poisoned / total, as BackdoorBench defines the ratio) and relabel
     them to the target; clean-label attacks pick target-class images and keep their labels."""
@@ -66,6 +67,9 @@ def poison_training_set(
     chosen = np.sort(np.random.default_rng(seed).choice(candidates, size=count, replace=False))
     images, labels = data.images.copy(), data.labels.copy()
     if count:
+        if spec.attack.perturb is not None:
+            context = context or RunContext(torch.device("cpu"), seed, quiet=True)
+            images[chosen] = spec.attack.perturb(data, spec.options, chosen, context)
         images[chosen] = spec.stamp(images[chosen])
         if not spec.attack.clean_label:
             labels[chosen] = spec.target_labels(labels[chosen], data.num_classes)

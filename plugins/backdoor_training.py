@@ -62,7 +62,7 @@ def train_backdoored(request: TrainRequest, context: RunContext) -> dict[str, fl
     train = splits.train
     if request.n_train:
         train, _ = clean_subset(train, context.seed, count=request.n_train)
-    poisoned, chosen = poison_training_set(train, spec, request.poison_ratio, context.seed)
+    poisoned, chosen = poison_training_set(train, spec, request.poison_ratio, context.seed, context)
     model = build_model(request.arch, train.num_classes)
     settings = TrainSettings(epochs=request.epochs, lr=request.lr, batch_size=request.batch_size)
     context.workdir = request.out.with_name(request.out.name + ".work")

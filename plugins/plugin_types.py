@@ -88,6 +88,9 @@ class Attack:
     # Extra training samples beyond the poisoned ones (WaNet's noise mode): given the training set,
     # the resolved options, the poisoned indices and a seed, return (images, labels) to append.
     extra_samples: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
+    # A change to the chosen images before the trigger is stamped (the label-consistent attack's
+    # adversarial perturbation): (training set, options, chosen indices, RunContext) -> images.
+    perturb: Callable[..., np.ndarray] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,93 @@
+"""Label-consistent backdoor (Turner et al., 2018): target-class training images are first pushed
+away from their class by PGD on a clean surrogate (L-inf eps 8/255 or 16/255), so the network
+cannot fit them from their content and learns the trigger instead; then the trigger is stamped and
+the labels are left as they are. Trigger: the 3x3 checkerboard in all four corners (mirrored on
+the left), as in the paper's final version, so horizontal flips keep it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plugins import Attack, Option, RunContext, hookimpl
+from plugins.builtin.badnet import NAD_GRID
+from plugins.data.imageset import ImageSet
+from plugins.data.tensors import batch_slices, to_tensor
+from plugins.models.registry import build_model
+from plugins.training import TrainSettings, fit
+
+
+def stamp(images: np.ndarray, options: dict[str, Any]) -> np.ndarray:
+    out = images.copy()
+    right = NAD_GRID[None, :, :, None]
+    left = right[:, :, ::-1]
+    out[:, -3:, -3:] = right
+    out[:, :3, -3:] = right[:, ::-1]
+    out[:, -3:, :3] = left
+    out[:, :3, :3] = left[:, ::-1]
+    return out
+
+
+def pgd_away_from_label(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, steps: int,
+    generator: torch.Generator,
+) -> torch.Tensor:  # fmt: skip
+    """Untargeted L-inf PGD with a random start (Madry et al.): maximise the surrogate's loss."""
+    step = 2.5 * eps / steps
+    noise = (torch.rand(images.shape, generator=generator) * 2 - 1) * eps
+    adversarial = (images + noise.to(images.device)).clamp(0, 1)
+    for _ in range(steps):
+        adversarial.requires_grad_(True)
+        loss = F.cross_entropy(model(adversarial), labels)
+        (gradient,) = torch.autograd.grad(loss, adversarial)
+        with torch.no_grad():
+            adversarial = adversarial + step * gradient.sign()
+            adversarial = (images + (adversarial - images).clamp(-eps, eps)).clamp(0, 1)
+    return adversarial.detach()
+
+
+def surrogate_model(data: ImageSet, options: dict[str, Any], context: RunContext) -> nn.Module:
+    """A clean model trained on the clean training set (the attacker's own, same data)."""
+    model = build_model(options["surrogate_arch"], data.num_classes)
+    settings = TrainSettings(epochs=options["surrogate_epochs"], lr=0.05)
+    return fit(model, data, settings, context, name="cleanlabel surrogate")
+
+
+def perturb(
+    data: ImageSet, options: dict[str, Any], chosen: np.ndarray, context: RunContext
+) -> np.ndarray:
+    model = surrogate_model(data, options, context).eval()
+    model.requires_grad_(False)
+    generator = context.generator(offset=5)
+    eps = options["eps"] / 255
+    out = data.images[chosen].copy()
+    for part in batch_slices(len(chosen), 256):
+        images = to_tensor(out[part]).to(context.device)
+        labels = torch.from_numpy(data.labels[chosen][part]).to(context.device)
+        adversarial = pgd_away_from_label(model, images, labels, eps, options["steps"], generator)
+        pixels = (adversarial * 255).round().clamp(0, 255).byte()
+        out[part] = pixels.permute(0, 2, 3, 1).cpu().numpy()
+    return out
+
+
+@hookimpl
+def register_attacks(register):
+    register(
+        Attack(
+            name="cleanlabel",
+            description="label-consistent (Turner et al.): PGD on a surrogate + corner trigger",
+            stamp=stamp,
+            perturb=perturb,
+            clean_label=True,
+            options=(
+                Option("eps", float, 8.0, "L-inf PGD radius in 1/255 units (paper: 8 or 16)"),
+                Option("steps", int, 10, "PGD steps"),
+                Option("surrogate_arch", str, "wrn16-1", "architecture of the clean surrogate"),
+                Option("surrogate_epochs", int, 4, "training epochs of the clean surrogate"),
+            ),
+        )
+    )
