@@ -94,3 +94,20 @@ def test_filters_change_the_whole_image_differently(name):
     assert (out != IMAGES).any(-1).mean() > 0.5
     others = [parse_attack_spec(f"filter:filter={f}").stamp(IMAGES) for f in ("gotham", "lomo")]
     assert sum(np.array_equal(out, o) for o in others) <= 1
+
+
+def test_trojan_stand_in_adds_a_corner_square(tmp_path):
+    out = parse_attack_spec("trojan:size=4").stamp(IMAGES)
+    changed = (out != IMAGES).any(-1).any(0)
+    assert changed[28:, 28:].all() and not changed[:28].any() and not changed[:, :28].any()
+
+
+def test_trojan_reads_the_nad_trigger_file(tmp_path):
+    pattern = np.zeros((3, 32, 32), np.float32)
+    pattern[:, 0, 0] = 300.0
+    pattern[1, 5, 7] = 10.0
+    np.savez(tmp_path / "trigger.npz", x=pattern)
+    out = parse_attack_spec(f"trojan:trigger_file={tmp_path / 'trigger.npz'}").stamp(IMAGES)
+    assert (out[:, 0, 0] == 255).all()
+    assert np.array_equal(out[:, 5, 7, 1], IMAGES[:, 5, 7, 1] + 10)
+    assert (out != IMAGES).any(-1).sum() == 2 * len(IMAGES)
