@@ -20,7 +20,7 @@ DATA = SHARED / "data" / "cifar10-jpeg.tar.gz"
 
 # Target 5 (dog) as in the MEDIC zoo; clean-label attacks (SIG, cleanlabel) poison its images.
 ATTACKS = {
-    "clean": [],
+    "clean": ["--poison-ratio", "0"],
     "badnet": ["-o", "pattern=grid"],
     "blended": [],
     "sig": [],

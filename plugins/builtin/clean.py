@@ -1,5 +1,6 @@
-"""No backdoor: the reference model of each training schedule. Its trigger changes nothing, so
-its ASR is the rate at which a clean model predicts the target anyway."""
+"""No backdoor: the reference model of each training schedule. Its trigger changes nothing and it
+is clean-label, so "poisoning" leaves every image and label as it was; its ASR is the rate at
+which a clean model predicts the target anyway."""
 
 from __future__ import annotations
 
@@ -16,4 +17,11 @@ def stamp(images: np.ndarray, options: dict[str, Any]) -> np.ndarray:
 
 @hookimpl
 def register_attacks(register):
-    register(Attack(name="clean", description="no poisoning (reference model)", stamp=stamp))
+    register(
+        Attack(
+            name="clean",
+            description="no poisoning (reference model)",
+            stamp=stamp,
+            clean_label=True,
+        )
+    )

@@ -111,3 +111,10 @@ def test_trojan_reads_the_nad_trigger_file(tmp_path):
     assert (out[:, 0, 0] == 255).all()
     assert np.array_equal(out[:, 5, 7, 1], IMAGES[:, 5, 7, 1] + 10)
     assert (out != IMAGES).any(-1).sum() == 2 * len(IMAGES)
+
+
+def test_clean_poisoning_changes_nothing():
+    data = synthetic_images(100, 16, seed=0)
+    poisoned, _ = poison_training_set(data, parse_attack_spec("clean:target=3"), 0.1, seed=0)
+    assert np.array_equal(poisoned.images, data.images)
+    assert np.array_equal(poisoned.labels, data.labels)
