@@ -81,6 +81,24 @@ def teacher_weights(
     return [a.detach() for a in activations], weights
 
 
+def clone_losses(
+    teacher: nn.Module,
+    clone: nn.Module,
+    hooks: tuple[ActivationRecorder, ActivationRecorder],
+    batch: torch.Tensor,
+    target: torch.Tensor,
+    stats: list[tuple[torch.Tensor, torch.Tensor]],
+    settings: MedicSettings,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One batch: the clone's logits, its cross-entropy and L_clone (eq. 1 summed over layers)."""
+    teacher_hooks, clone_hooks = hooks
+    activations, weights = teacher_weights(teacher, teacher_hooks, batch, target, stats, settings)
+    logits = clone(batch.detach())
+    pairs = zip(activations, clone_hooks.take(), weights, stats, strict=True)
+    cloning = sum(layer_clone_loss(t, c, w, sigma) for t, c, w, (_, sigma) in pairs)
+    return logits, F.cross_entropy(logits, target), cloning
+
+
 def _augment(images: torch.Tensor, generator: torch.Generator, rotation: float) -> torch.Tensor:
     batch = random_crop_flip(images, generator)
     return random_rotate(batch, generator, rotation) if rotation else batch
@@ -111,6 +129,9 @@ def clone_model(job: DefenseJob, settings: MedicSettings) -> nn.Module:
     teacher_hooks = ActivationRecorder([module for _, module in layers])
     clone_modules = dict(clone.named_modules())
     clone_hooks = ActivationRecorder([clone_modules[name] for name, _ in layers])
+    example = to_tensor(train.images[: settings.batch_size]).to(device)
+    teacher_hooks.calibrate(teacher, example)
+    clone_hooks.calibrate(clone, example)
 
     images = to_tensor(train.images)
     labels = torch.from_numpy(train.labels)
@@ -144,17 +165,8 @@ def clone_model(job: DefenseJob, settings: MedicSettings) -> nn.Module:
         for step, index in enumerate(shuffled_batches(len(train), settings.batch_size, generator)):
             batch = _augment(images[index], generator, settings.rotation).to(device)
             target = labels[index].to(device)
-            activations, weights = teacher_weights(
-                teacher, teacher_hooks, batch, target, stats, settings
-            )
-            logits = clone(batch.detach())
-            clone_activations = clone_hooks.take()
-            ce = F.cross_entropy(logits, target)
-            cloning = sum(
-                layer_clone_loss(t, c, w, sigma)
-                for t, c, w, (_, sigma) in zip(
-                    activations, clone_activations, weights, stats, strict=True
-                )
+            logits, ce, cloning = clone_losses(
+                teacher, clone, (teacher_hooks, clone_hooks), batch, target, stats, settings
             )
             loss = ce + settings.hook_weight * cloning
             if not torch.isfinite(loss):

@@ -1,5 +1,6 @@
 """Neuron importance (MEDIC section 3.2). Every element of a layer's output is a neuron; weights are
-per sample and per layer, normalised by a softmax over all C*H*W neurons of that layer.
+per sample and per layer, normalised by a softmax over all C*H*W neurons of that layer. tau >= 0,
+so tau * |z| = |tau * z|.
 
 `signed=True` feeds the signed values to the softmax, as the reference code does (`hook.py`,
 `get_importance_2`); `signed=False` uses magnitudes, as the paper writes them."""
@@ -17,17 +18,17 @@ def neuron_softmax(scores: torch.Tensor) -> torch.Tensor:
 def activation_criterion(
     activation: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, tau: float, signed: bool
 ) -> torch.Tensor:
-    """Eq. 2: softmax of tau * (f*(x) - mu) / sigma."""
-    standardized = (activation - mu) / sigma
-    return neuron_softmax(tau * (standardized if signed else standardized.abs()))
+    """Eq. 2: softmax of tau * (f*(x) - mu) / sigma (tau / sigma is per channel: one pass)."""
+    scores = (activation - mu) * (tau / sigma)
+    return neuron_softmax(scores if signed else scores.abs())
 
 
 def impact_criterion(
     gradient: torch.Tensor, sigma: torch.Tensor, tau: float, signed: bool
 ) -> torch.Tensor:
     """Eq. 3: softmax of tau * sigma * dCE/df* (the gradient w.r.t. the standardized value)."""
-    scaled = sigma * gradient
-    return neuron_softmax(tau * (scaled if signed else scaled.abs()))
+    scores = gradient * (tau * sigma)
+    return neuron_softmax(scores if signed else scores.abs())
 
 
 def conjunction(activation_weights: torch.Tensor, impact_weights: torch.Tensor) -> torch.Tensor:

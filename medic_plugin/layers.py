@@ -36,20 +36,37 @@ def cloned_layers(model: nn.Module, kinds: str = "conv+bn") -> list[tuple[str, n
 
 
 class ActivationRecorder:
-    """Keeps each hooked module's output and hands a copy downstream. The copy matters: with an
-    in-place ReLU after a BatchNorm (torchvision ResNets), the recorded value would otherwise be
-    the post-ReLU one. We clone the layer's own output, as the paper defines it."""
+    """Keeps each hooked module's output. Where something downstream changes that output in place
+    (an in-place ReLU after a BatchNorm, `out += identity` in torchvision ResNets), the module's
+    consumers get a copy instead, so the recorded value stays the layer's own output, as the paper
+    defines it. `calibrate` finds those modules with one forward pass; until then every module's
+    output is copied, which is always correct."""
 
     def __init__(self, modules: list[nn.Module]) -> None:
         self.outputs: list[torch.Tensor] = []
+        self.copy = {id(module): True for module in modules}
         self.handles = [module.register_forward_hook(self._record) for module in modules]
+        self._versions: list[tuple[int, int]] = []
 
-    def _record(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    def _record(
+        self, module: nn.Module, inputs: tuple, output: torch.Tensor
+    ) -> torch.Tensor | None:
         self.outputs.append(output)
-        return output.clone()
+        self._versions.append((id(module), output._version))
+        return output.clone() if self.copy[id(module)] else None
+
+    @torch.no_grad()
+    def calibrate(self, model: nn.Module, example: torch.Tensor) -> None:
+        """Copy only the outputs that are modified in place (seen by autograd's version counter)."""
+        self.copy = dict.fromkeys(self.copy, False)
+        self.outputs, self._versions = [], []
+        model(example)
+        for output, (key, version) in zip(self.outputs, self._versions, strict=True):
+            self.copy[key] = self.copy[key] or output._version != version
+        self.take()
 
     def take(self) -> list[torch.Tensor]:
-        outputs, self.outputs = self.outputs, []
+        outputs, self.outputs, self._versions = self.outputs, [], []
         return outputs
 
     def remove(self) -> None:

@@ -23,3 +23,18 @@ def test_identical_activations_cost_nothing_and_gradient_flows_to_the_clone():
     assert loss.item() == 0.0
     (layer_clone_loss(teacher, clone + 1, weights, torch.ones(1, 3, 1, 1))).backward()
     assert clone.grad.abs().sum() > 0
+
+
+def test_fused_gradient_matches_autograd():
+    torch.manual_seed(0)
+    teacher = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    clone = torch.randn(3, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+    weights = torch.rand(3, 2, 4, 4, dtype=torch.float64)
+    sigma = torch.rand(1, 2, 1, 1, dtype=torch.float64) + 0.5
+    assert torch.autograd.gradcheck(lambda c: layer_clone_loss(teacher, c, weights, sigma), clone)
+    plain = (weights * ((teacher - clone) / sigma).square()).flatten(1).sum(1).mean()
+    fused = layer_clone_loss(teacher, clone, weights, sigma)
+    assert torch.allclose(plain, fused)
+    (grad_plain,) = torch.autograd.grad(plain, clone)
+    (grad_fused,) = torch.autograd.grad(fused, clone)
+    assert torch.allclose(grad_plain, grad_fused)

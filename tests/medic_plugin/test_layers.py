@@ -33,3 +33,27 @@ def test_recorder_sees_the_norm_output_not_the_inplace_relu():
     recorder.remove()
     model(torch.randn(1, 3, 8, 8))
     assert recorder.take() == []
+
+
+def test_calibration_copies_only_outputs_changed_in_place():
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Conv2d(4, 4, 3), nn.ReLU()
+    ).eval()
+    model[1].bias.data.fill_(-0.5)
+    recorder = ActivationRecorder([model[0], model[1], model[3]])
+    recorder.calibrate(model, torch.randn(2, 3, 8, 8))
+    assert list(recorder.copy.values()) == [False, True, False]
+    out = model(torch.randn(2, 3, 8, 8))
+    conv, norm, _ = recorder.take()
+    assert (norm < 0).any() and (out >= 0).all()
+    assert torch.equal(model[1](conv), norm)
+
+
+def test_torchvision_basic_block_residual_add_is_detected():
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    names = dict(cloned_layers(model))
+    recorder = ActivationRecorder(list(names.values()))
+    recorder.calibrate(model, torch.randn(1, 3, 32, 32))
+    flagged = {name for name, module in names.items() if recorder.copy[id(module)]}
+    assert "bn1" in flagged and "layer1.0.bn2" in flagged  # in-place ReLU / `out += identity`
+    assert "conv1" not in flagged and "layer1.0.conv1" not in flagged
