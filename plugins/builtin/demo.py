@@ -54,7 +54,7 @@ def run_demo(
 
 @click.command()
 @click.option(
-    "-p", "--plugin", default="finetune", show_default=True, help="defense to demonstrate"
+    "-p", "--plugin", default="medic", show_default=True, help="defense to demonstrate"
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)

@@ -17,3 +17,8 @@ def test_demo_trains_a_backdoor_and_reports_before_and_after():
 def test_demo_is_a_registered_command():
     result = CliRunner().invoke(cli, ["demo", "--help"])
     assert result.exit_code == 0 and "no download" in result.output
+
+
+def test_demo_defaults_to_medic():
+    result = CliRunner().invoke(cli, ["demo", "--help"])
+    assert "[default: medic]" in result.output
