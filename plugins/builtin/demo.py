@@ -53,9 +53,7 @@ def run_demo(
 
 
 @click.command()
-@click.option(
-    "-p", "--plugin", default="medic", show_default=True, help="defense to demonstrate"
-)
+@click.option("-p", "--plugin", default="medic", show_default=True, help="defense to demonstrate")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
