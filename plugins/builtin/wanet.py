@@ -32,6 +32,7 @@ def _identity_grid(size: int) -> torch.Tensor:
 
 
 def _warp(images: np.ndarray, grid: torch.Tensor) -> np.ndarray:
+    """grid_sample with one grid for all images, or one grid per image."""
     batch = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     warped = F.grid_sample(batch, grid.expand(len(batch), -1, -1, -1), align_corners=True)
     return warped.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
@@ -59,10 +60,7 @@ def noise_samples(
     generator = torch.Generator().manual_seed(seed + 2)
     jitter = (torch.rand(count, size, size, 2, generator=generator) * 2 - 1) / size
     grids = (_trigger_grid(size, options) + jitter).clamp(-1, 1)
-    batch = torch.from_numpy(data.images[chosen]).permute(0, 3, 1, 2).float()
-    warped = F.grid_sample(batch, grids, align_corners=True)
-    images = warped.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-    return images, data.labels[chosen]
+    return _warp(data.images[chosen], grids), data.labels[chosen]
 
 
 @hookimpl
