@@ -42,6 +42,13 @@ def spec_from_record(record: dict[str, Any]) -> AttackSpec:
     return make_attack_spec(record["name"], record.get("options", {}))
 
 
+def chosen_attack(text: str | None, stored: dict[str, Any] | None) -> AttackSpec | None:
+    """The attack to measure: `--attack SPEC` if given, else the record stored in the checkpoint."""
+    if text:
+        return parse_attack_spec(text)
+    return spec_from_record(stored) if stored else None
+
+
 def spec_record(spec: AttackSpec) -> dict[str, Any]:
     return {"name": spec.attack.name, "options": dict(spec.options)}
 

@@ -54,6 +54,14 @@ def default_output_path(model_path: Path, suffix: str) -> Path:
     return model_path.with_name(f"{stem}.purified{ext}")
 
 
+def check_class_count(data_classes: int, model_classes: int, data: Path) -> None:
+    if data_classes != model_classes:
+        raise PurifyError(
+            f"the model has {model_classes} classes but {data} has {data_classes}; "
+            f"pass the data set the model was trained on"
+        )
+
+
 def check_output_path(out: Path, model_path: Path, overwrite: bool) -> None:
     if out.resolve() == model_path.resolve():
         raise PurifyError(f"output {out} is the input model; choose another --out")

@@ -304,8 +304,8 @@ def eval_command(
 ) -> None:
     """Evaluate MODEL: clean accuracy, ASR and the other installed evaluators' metrics."""
     from plugins.atomic import write_json_atomic
-    from plugins.attack_spec import parse_attack_spec, spec_from_record, spec_record
-    from plugins.checkpoints import open_checkpoint
+    from plugins.attack_spec import chosen_attack, spec_record
+    from plugins.checkpoints import check_class_count, open_checkpoint
     from plugins.data.loading import open_data
     from plugins.evaluation import evaluate_model, metrics_table
 
@@ -319,16 +319,8 @@ def eval_command(
     original = open_checkpoint(reference, **load)[1].model if reference else None
     splits = open_data(data, quiet=context.quiet)
     test = splits.test or splits.train
-    if test.num_classes != loaded.convention.num_classes:
-        raise PurifyError(
-            f"the model has {loaded.convention.num_classes} classes but {data} has "
-            f"{test.num_classes}; pass the data set the model was trained on"
-        )
-    spec = (
-        parse_attack_spec(attack)
-        if attack
-        else (spec_from_record(loaded.attack) if loaded.attack else None)
-    )
+    check_class_count(test.num_classes, loaded.convention.num_classes, data)
+    spec = chosen_attack(attack, loaded.attack)
     metrics = evaluate_model(
         loaded.model, test, spec, context, reference=original, triggered=loaded.triggered
     )

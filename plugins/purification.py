@@ -12,8 +12,9 @@ from typing import Any
 from torch import nn
 
 from plugins.atomic import write_json_atomic
-from plugins.attack_spec import parse_attack_spec, spec_from_record, spec_record
+from plugins.attack_spec import chosen_attack, spec_record
 from plugins.checkpoints import (
+    check_class_count,
     check_output_path,
     default_output_path,
     disk_bytes,
@@ -78,19 +79,15 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
     if defense.needs_data:
         if splits.train is None:
             raise PurifyError(f"{request.data} has no training images to draw clean data from")
-        _check_classes(splits.train.num_classes, loaded.convention.num_classes, request.data)
+        check_class_count(splits.train.num_classes, loaded.convention.num_classes, request.data)
         clean, clean_indices = clean_subset(
             splits.train, context.seed, ratio=request.ratio, count=request.n_clean
         )
     test = splits.test if splits else None
     if test is not None:
-        _check_classes(test.num_classes, loaded.convention.num_classes, request.data)
+        check_class_count(test.num_classes, loaded.convention.num_classes, request.data)
 
-    attack = None
-    if request.attack:
-        attack = parse_attack_spec(request.attack)
-    elif loaded.attack:
-        attack = spec_from_record(loaded.attack)
+    attack = chosen_attack(request.attack, loaded.attack)
 
     original = _frozen_copy(loaded.model)
     triggered = loaded.triggered
@@ -153,14 +150,6 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
     write_json_atomic(report_out, report)
     _remove_workdir(context.workdir)
     return report
-
-
-def _check_classes(data_classes: int, model_classes: int, data: Path) -> None:
-    if data_classes != model_classes:
-        raise PurifyError(
-            f"the model has {model_classes} classes but {data} has {data_classes}; "
-            f"pass the data set the model was trained on"
-        )
 
 
 def _frozen_copy(model: nn.Module) -> nn.Module:
