@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from medic_plugin.cloning import MedicSettings, _augment, clone_losses, fresh_clone
+from medic_plugin.cloning import MedicSettings, augment_batch, clone_losses, fresh_clone
 from medic_plugin.layers import ActivationRecorder, cloned_layers
 from medic_plugin.statistics import teacher_statistics
 from plugins.checkpoints import open_checkpoint
@@ -84,7 +84,7 @@ def main() -> None:
     clone.train()
     for round_ in range(args.steps + 3):
         index = batches[round_ % len(batches)]
-        batch = _augment(images[index], generator, settings.rotation).to(device)
+        batch = augment_batch(images[index], generator, settings.rotation).to(device)
         target = labels[index].to(device)
         order = (finetune_step, medic_step) if round_ % 2 else (medic_step, finetune_step)
         times = {step: timed(step, batch, target) for step in order}

@@ -25,7 +25,7 @@ from plugins.data.imageset import ImageSet
 from plugins.data.tensors import random_crop_flip, random_rotate, shuffled_batches, to_tensor
 from plugins.errors import PurifyError
 from plugins.plugin_types import DefenseJob
-from plugins.training import accuracy, load_state, save_state
+from plugins.training import EpochCheckpoint, accuracy
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,9 @@ def clone_losses(
     return logits, F.cross_entropy(logits, target), cloning
 
 
-def _augment(images: torch.Tensor, generator: torch.Generator, rotation: float) -> torch.Tensor:
+def augment_batch(
+    images: torch.Tensor, generator: torch.Generator, rotation: float
+) -> torch.Tensor:
     batch = random_crop_flip(images, generator)
     return random_rotate(batch, generator, rotation) if rotation else batch
 
@@ -129,29 +131,24 @@ def clone_model(job: DefenseJob, settings: MedicSettings) -> nn.Module:
     teacher_hooks = ActivationRecorder([module for _, module in layers])
     clone_modules = dict(clone.named_modules())
     clone_hooks = ActivationRecorder([clone_modules[name] for name, _ in layers])
-    example = to_tensor(train.images[: settings.batch_size]).to(device)
-    teacher_hooks.calibrate(teacher, example)
-    clone_hooks.calibrate(clone, example)
-
     images = to_tensor(train.images)
     labels = torch.from_numpy(train.labels)
+    example = images[: settings.batch_size].to(device)
+    teacher_hooks.calibrate(teacher, example)
+    clone_hooks.calibrate(clone, example)
     optimizer = torch.optim.Adam(
         clone.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
-    state_path = context.workdir / "medic.state.pt" if context.workdir else None
-    start, stats = 0, None
-    if context.resume and state_path and (state := load_state(state_path)):
-        clone.load_state_dict(state["clone"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
+    path = context.workdir / "medic.state.pt" if context.workdir else None
+    checkpoint = EpochCheckpoint(path, clone, optimizer, scheduler, generator)
+    state = checkpoint.resume(context, settings.epochs)
+    start = state["epoch"] if state else 0
+    if state:
         stats = [(mu.to(device), sigma.to(device)) for mu, sigma in state["stats"]]
-        start = state["epoch"]
-        context.log(f"medic: resuming after epoch {start}/{settings.epochs}")
-    if stats is None:
+    else:
         batches = (
-            _augment(images[index], generator, settings.rotation).to(device)
+            augment_batch(images[index], generator, settings.rotation).to(device)
             for index in shuffled_batches(len(train), settings.batch_size, generator)
         )
         stats = teacher_statistics(teacher, teacher_hooks, batches)
@@ -163,7 +160,7 @@ def clone_model(job: DefenseJob, settings: MedicSettings) -> nn.Module:
         clone.train()
         sums = {"ce": 0.0, "clone": 0.0, "correct": 0}
         for step, index in enumerate(shuffled_batches(len(train), settings.batch_size, generator)):
-            batch = _augment(images[index], generator, settings.rotation).to(device)
+            batch = augment_batch(images[index], generator, settings.rotation).to(device)
             target = labels[index].to(device)
             logits, ce, cloning = clone_losses(
                 teacher, clone, (teacher_hooks, clone_hooks), batch, target, stats, settings
@@ -196,18 +193,7 @@ def clone_model(job: DefenseJob, settings: MedicSettings) -> nn.Module:
             "{train_acc:.1%}".format(total=settings.epochs, **record)
             + (f"  held-out acc {record['held_out_acc']:.1%}" if held_out is not None else "")
         )
-        if state_path:
-            save_state(
-                state_path,
-                {
-                    "clone": clone.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "generator": generator.get_state(),
-                    "stats": [(mu.cpu(), sigma.cpu()) for mu, sigma in stats],
-                    "epoch": epoch + 1,
-                },
-            )
+        checkpoint.save(epoch + 1, stats=[(mu.cpu(), sigma.cpu()) for mu, sigma in stats])
     bar.close()
     teacher_hooks.remove()
     clone_hooks.remove()

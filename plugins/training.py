@@ -45,12 +45,44 @@ def accuracy(model: nn.Module, data: ImageSet, device: torch.device) -> float:
     return float((logits.argmax(1).numpy() == data.labels).mean())
 
 
-def save_state(path: Path, state: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+@dataclass
+class EpochCheckpoint:
+    """Everything an interrupted training needs to continue exactly as if it had not stopped:
+    weights, optimizer, learning-rate schedule and the augmentation RNG, saved after every epoch
+    into the run's work folder (nothing is saved without one)."""
 
+    path: Path | None
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
 
-def load_state(path: Path) -> dict | None:
-    return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+    def resume(self, context: RunContext, total_epochs: int) -> dict | None:
+        """Under `--resume`, restore the last saved epoch and return its state (for `epoch` and
+        any extras saved with it); otherwise None."""
+        if not (context.resume and self.path and self.path.exists()):
+            return None
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        name = self.path.name.split(".")[0]
+        context.log(f"{name}: resuming after epoch {state['epoch']}/{total_epochs}")
+        return state
+
+    def save(self, epoch: int, **extra: object) -> None:
+        if self.path is None:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "epoch": epoch,
+            **extra,
+        }
+        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
 
 
 def fit(
@@ -67,15 +99,10 @@ def fit(
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
     generator = context.generator(offset=1)
-    state_path = context.workdir / f"{name}.state.pt" if context.workdir else None
-    start = 0
-    if context.resume and state_path and (state := load_state(state_path)):
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        start = state["epoch"]
-        context.log(f"{name}: resuming after epoch {start}/{settings.epochs}")
+    path = context.workdir / f"{name}.state.pt" if context.workdir else None
+    checkpoint = EpochCheckpoint(path, model, optimizer, scheduler, generator)
+    state = checkpoint.resume(context, settings.epochs)
+    start = state["epoch"] if state else 0
     images = to_tensor(data.images)
     labels = torch.from_numpy(data.labels)
     steps = -(-len(data) // settings.batch_size)
@@ -95,16 +122,6 @@ def fit(
             bar.update()
         scheduler.step()
         bar.set_postfix(epoch=epoch + 1, loss=f"{total_loss / steps:.3f}")
-        if state_path:
-            save_state(
-                state_path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "generator": generator.get_state(),
-                    "epoch": epoch + 1,
-                },
-            )
+        checkpoint.save(epoch + 1)
     bar.close()
     return model.eval()
