@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
 from plugins.atomic import atomic_write
 from plugins.data.imageset import ImageSet
+from plugins.data.loading import decode_images
 from plugins.errors import PurifyError
 from plugins.models.normalized import Normalized, cpu_state_dict
 from plugins.models.registry import build_with_weights, output_classes
@@ -74,7 +74,7 @@ def read_poisoned_test_set(state: Any, record_folder: Path, classes: int) -> Tri
     folder does not hold them (only the .pt file was copied)."""
     container = (state or {}).get("bd_data_container") or {}
     entries = container.get("data_dict") or {}
-    images, labels, targets = [], [], []
+    paths, labels, targets = [], [], []
     for index in sorted(entries):
         entry = entries[index]
         if not isinstance(entry, dict) or "path" not in entry:
@@ -82,15 +82,14 @@ def read_poisoned_test_set(state: Any, record_folder: Path, classes: int) -> Tri
         path = _local_path(Path(entry["path"]), record_folder)
         if path is None:
             return None
-        with Image.open(path) as image:
-            images.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+        paths.append(path)
         bd_label, label = entry["other_info"][:2]
         targets.append(int(bd_label))
         labels.append(int(label))
-    if not images:
+    if not paths:
         return None
     names = tuple(str(k) for k in range(classes))
-    poisoned = ImageSet(np.stack(images), np.array(labels, dtype=np.int64), names)
+    poisoned = ImageSet(decode_images(paths), np.array(labels, dtype=np.int64), names)
     return TriggeredSet(poisoned, np.array(targets, dtype=np.int64))
 
 

@@ -112,7 +112,7 @@ def load_trojai_examples(folder: Path) -> ImageSet:
         for path in folder.iterdir()
         if (match := TROJAI_EXAMPLE.match(path.name))
     )
-    images = _decode([(path, label) for label, _, path in files], quiet=True)
+    images = decode_images([path for _, _, path in files])
     labels = np.array([label for label, _, _ in files], dtype=np.int64)
     return ImageSet(images, labels, tuple(str(k) for k in range(int(labels.max()) + 1)))
 
@@ -168,20 +168,21 @@ def load_image_folder(root: Path, quiet: bool = True) -> ImageSet:
     if cached.exists():
         with np.load(cached, allow_pickle=False) as archive:
             return ImageSet(archive["x"], archive["y"], classes)
-    images = _decode(files, quiet)
+    images = decode_images([path for path, _ in files], quiet)
     labels = np.array([label for _, label in files], dtype=np.int64)
     cached.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(cached, lambda tmp: np.savez(tmp, x=images, y=labels), suffix=".npz")
     return ImageSet(images, labels, classes)
 
 
-def _decode(files: list[tuple[Path, int]], quiet: bool) -> np.ndarray:
+def decode_images(paths: list[Path], quiet: bool = True) -> np.ndarray:
+    """Image files -> one uint8 (N, H, W, 3) RGB array; a file of another size is a clear error."""
     from tqdm import tqdm
 
-    first = _read_rgb(files[0][0])
-    images = np.empty((len(files), *first.shape), dtype=np.uint8)
-    for index, (path, _) in enumerate(
-        tqdm(files, desc="decoding images", disable=quiet, leave=False, unit="img")
+    first = _read_rgb(paths[0])
+    images = np.empty((len(paths), *first.shape), dtype=np.uint8)
+    for index, path in enumerate(
+        tqdm(paths, desc="decoding images", disable=quiet, leave=False, unit="img")
     ):
         image = _read_rgb(path)
         if image.shape != first.shape:
