@@ -53,9 +53,7 @@ def output_format(out: Path, arch: str) -> str:
 def train_backdoored(request: TrainRequest, context: RunContext) -> dict[str, float]:
     started = time.perf_counter()
     spec = make_attack_spec(request.attack, request.options)
-    if request.out.exists() and not request.overwrite:
-        raise PurifyError(f"output {request.out} already exists; pass --overwrite or another --out")
-    check_output_path(request.out, request.data, overwrite=True)
+    check_output_path(request.out, request.data, request.overwrite)
     splits = open_data(request.data, quiet=context.quiet)
     if splits.train is None:
         raise PurifyError(f"{request.data} has no training images (expected a train/ folder)")
