@@ -25,9 +25,9 @@ ATTACKS = {
     "blended": [],
     "sig": [],
     "wanet": [],
+    "cleanlabel": [],
     "square": [],
     "trojan": [],
-    "cleanlabel": [],
     "polygon": [],
     "filter": [],
 }

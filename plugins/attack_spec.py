@@ -3,12 +3,14 @@ set that ASR is measured on."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from plugins.data.imageset import ImageSet
+from plugins.data.tensors import to_tensor
 from plugins.errors import PurifyError
 from plugins.manager import lookup
 from plugins.options import Option, parse_assignments, resolve_options
@@ -54,10 +56,17 @@ def spec_record(spec: AttackSpec) -> dict[str, Any]:
 
 
 def poison_training_set(
-    data: ImageSet, spec: AttackSpec, ratio: float, seed: int, context: RunContext | None = None
+    data: ImageSet,
+    spec: AttackSpec,
+    ratio: float,
+    seed: int,
+    context: RunContext | None = None,
+    stamp: bool = True,
 ) -> tuple[ImageSet, np.ndarray]:
     """Stamp `ratio * N` images (poisoned / total, as BackdoorBench defines the ratio) and relabel
-    them to the target; clean-label attacks pick target-class images and keep their labels."""
+    them to the target; clean-label attacks pick target-class images and keep their labels. With
+    `stamp=False` the chosen images are relabelled (and perturbed) but the trigger is left for
+    `stamp_after_augment` to put on during training."""
     if not 0 <= ratio < 1:
         raise PurifyError(f"poisoning ratio must be in [0, 1), got {ratio}")
     count = round(ratio * len(data))
@@ -77,7 +86,8 @@ def poison_training_set(
         if spec.attack.perturb is not None:
             context = context or RunContext(torch.device("cpu"), seed, quiet=True)
             images[chosen] = spec.attack.perturb(data, spec.options, chosen, context)
-        images[chosen] = spec.stamp(images[chosen])
+        if stamp:
+            images[chosen] = spec.stamp(images[chosen])
         if not spec.attack.clean_label:
             labels[chosen] = spec.target_labels(labels[chosen], data.num_classes)
     if spec.attack.extra_samples is not None:
@@ -85,6 +95,27 @@ def poison_training_set(
         images = np.concatenate([images, extra_images])
         labels = np.concatenate([labels, extra_labels])
     return ImageSet(images, labels, data.classes), chosen
+
+
+def stamp_after_augment(
+    spec: AttackSpec, chosen: np.ndarray, count: int
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A `fit` hook that stamps the trigger on the chosen images of each augmented batch, so the
+    trigger sits where it will at test time instead of being cropped off or flipped to another
+    corner (what keeps a 12-epoch schedule from learning a 3x3 corner trigger)."""
+    poisoned = torch.zeros(count, dtype=torch.bool)
+    poisoned[torch.from_numpy(chosen)] = True
+
+    def stamp(batch: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        rows = poisoned[index].nonzero().flatten()
+        if len(rows) == 0:
+            return batch
+        pixels = (batch[rows] * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu()
+        batch = batch.clone()
+        batch[rows] = to_tensor(spec.stamp(pixels.numpy())).to(batch)
+        return batch
+
+    return stamp
 
 
 def triggered_test_set(test: ImageSet, spec: AttackSpec) -> TriggeredSet:

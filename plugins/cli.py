@@ -364,12 +364,18 @@ def eval_command(
     type=click.Choice(sorted(PROFILES)),
     default="small",
     show_default=True,
-    help="small: 10k-image subset, 12 epochs (minutes on a CPU); paper: all, 100 epochs (GPU)",
+    help="small: 10k-image subset, 12 epochs, trigger stamped after augmentation (minutes on "
+    "a CPU); paper: all, 100 epochs (GPU)",
 )
 @click.option("--epochs", type=int, help="override the profile's epochs")
 @click.option("--lr", type=float, help="override the profile's learning rate")
 @click.option("--batch-size", type=int, help="override the profile's batch size")
 @click.option("--n-train", type=int, help="override the profile's training-subset size")
+@click.option(
+    "--stamp-after-augment/--stamp-before-augment",
+    default=None,
+    help="put the trigger on after crop+flip (small profile) or before (paper profile)",
+)
 @click.option(
     "-o",
     "--option",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,9 +87,15 @@ class EpochCheckpoint:
 
 
 def fit(
-    model: nn.Module, data: ImageSet, settings: TrainSettings, context: RunContext, name: str
+    model: nn.Module,
+    data: ImageSet,
+    settings: TrainSettings,
+    context: RunContext,
+    name: str,
+    after_augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> nn.Module:
-    """SGD with momentum and cosine annealing, cross-entropy, crop+flip augmentation."""
+    """SGD with momentum and cosine annealing, cross-entropy, crop+flip augmentation;
+    `after_augment(batch, index)` may change each augmented batch (a trigger stamped on top)."""
     device = context.device
     model.to(device)
     optimizer = torch.optim.SGD(
@@ -114,6 +121,8 @@ def fit(
             batch = images[index]
             if settings.augment:
                 batch = random_crop_flip(batch, generator)
+            if after_augment is not None:
+                batch = after_augment(batch, index)
             loss = F.cross_entropy(model(batch.to(device)), labels[index].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
