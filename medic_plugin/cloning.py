@@ -25,7 +25,7 @@ from plugins.data.imageset import ImageSet
 from plugins.data.tensors import random_crop_flip, random_rotate, shuffled_batches, to_tensor
 from plugins.errors import PurifyError
 from plugins.plugin_types import DefenseJob
-from plugins.training import EpochCheckpoint, accuracy
+from plugins.training import EpochCheckpoint, accuracy, check_finite_loss
 
 
 @dataclass(frozen=True)
@@ -166,11 +166,7 @@ def clone_model(job: DefenseJob, settings: MedicSettings) -> nn.Module:
                 teacher, clone, (teacher_hooks, clone_hooks), batch, target, stats, settings
             )
             loss = ce + settings.hook_weight * cloning
-            if not torch.isfinite(loss):
-                raise PurifyError(
-                    f"MEDIC loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; the last "
-                    f"good epoch is saved: lower --lr and re-run with --resume"
-                )
+            check_finite_loss(loss, "medic", epoch, step, checkpoint.path)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -22,17 +22,20 @@ def open_checkpoint(
     if path.is_file() and path.stat().st_size == 0:
         raise PurifyError(f"model file {path} is empty; download or copy it again")
     source = CheckpointSource(path, trust=trust, arch=arch)
+    damage = source.load_error
+    if damage and damage.startswith("the file is"):
+        raise PurifyError(f"cannot read the checkpoint {path}: {damage}; download or copy it again")
     if format != "auto":
         adapter = lookup("adapter", format)
-        if not adapter.detect(source):
+        if not _detects(adapter, source):
             raise PurifyError(
                 f"{path} is not a '{format}' checkpoint{_why(source)}; try --format auto"
             )
-        return adapter, adapter.load(source)
+        return adapter, _load(adapter, source)
     adapters = [entry.item for entry in collect("adapter").values()]
     for adapter in adapters:
-        if adapter.detect(source):
-            return adapter, adapter.load(source)
+        if _detects(adapter, source):
+            return adapter, _load(adapter, source)
     names = ", ".join(adapter.name for adapter in adapters)
     raise PurifyError(
         f"cannot recognise the checkpoint {path}{_why(source)}; known formats: {names}; "
@@ -40,18 +43,43 @@ def open_checkpoint(
     )
 
 
+def _detects(adapter: Adapter, source: CheckpointSource) -> bool:
+    """Detection looks into untrusted content: a detector tripping over it means "not mine"."""
+    try:
+        return bool(adapter.detect(source))
+    except PurifyError:
+        raise
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _load(adapter: Adapter, source: CheckpointSource) -> LoadedModel:
+    """A file that passes detection but holds malformed entries is an input error, not a crash."""
+    try:
+        return adapter.load(source)
+    except PurifyError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        detail = " ".join(str(error).split())[:160]
+        raise PurifyError(
+            f"{source.path} looks like a '{adapter.name}' checkpoint but does not load "
+            f"({type(error).__name__}: {detail}); check the file or force another --format"
+        ) from None
+
+
 def _why(source: CheckpointSource) -> str:
     error = source.load_error
     return f" (it does not load as a weights-only torch file: {error})" if error else ""
 
 
-def default_output_path(model_path: Path, suffix: str) -> Path:
-    """`<stem>.purified<ext>` beside the input, keeping its extension: nad.pth.tar ->
-    nad.purified.pth.tar, model.pt -> model.purified.pt."""
+def default_output_path(model_path: Path, suffix: str, out_suffix: str | None = None) -> Path:
+    """`<stem>.purified<ext>` beside the input, keeping its extension (nad.pth.tar ->
+    nad.purified.pth.tar, model.pt -> model.purified.pt) unless another format's `out_suffix` is
+    asked for (nad.pth.tar -> nad.purified.safetensors)."""
     name = model_path.name
     ext = suffix if suffix and name.endswith(suffix) else model_path.suffix
     stem = name[: len(name) - len(ext)] if ext else name
-    return model_path.with_name(f"{stem}.purified{ext}")
+    return model_path.with_name(f"{stem}.purified{out_suffix or ext}")
 
 
 def check_class_count(data_classes: int, model_classes: int, data: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import torch
 from click_default_group import DefaultGroup
 
 from plugins.attack_spec import attack_options
@@ -46,10 +47,26 @@ class PurifyGroup(DefaultGroup):
         except click.ClickException as error:
             click.echo(f"Error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
-        except click.Abort:
+        except click.Abort:  # a RuntimeError too, so before the memory check below
             click.echo("Interrupted. Re-run the same command with --resume to continue.", err=True)
             sys.exit(130)
+        except (torch.OutOfMemoryError, MemoryError) as error:
+            click.echo(f"Error: {_out_of_memory(error)}", err=True)
+            sys.exit(2)
+        except RuntimeError as error:
+            if "can't allocate memory" not in str(error):
+                raise
+            click.echo(f"Error: {_out_of_memory(error)}", err=True)
+            sys.exit(2)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def _out_of_memory(error: BaseException) -> str:
+    detail = " ".join(str(error).split())[:120]
+    return (
+        f"out of memory ({type(error).__name__}: {detail}); use a smaller batch size "
+        f"(-o batch_size=N) or fewer clean images (--n-clean N)"
+    )
 
 
 def _peek_plugin(args: list[str]) -> str | None:
@@ -208,6 +225,13 @@ def cli() -> None:
     metavar="KEY=VALUE",
     help="set a plugin option (repeatable)",
 )
+@click.option(
+    "--save-format",
+    type=click.Choice(["native", "safetensors"]),
+    default="native",
+    show_default=True,
+    help="native: the input's own format (a drop-in file); safetensors: tensors only",
+)
 @click.option("--resume", is_flag=True, help="continue an interrupted run from its last epoch")
 @click.option("--overwrite", is_flag=True, help="replace an existing output file")
 @common_options
@@ -235,6 +259,7 @@ def run(
         n_clean=kwargs["n_clean"],
         overwrite=kwargs["overwrite"],
         trust_checkpoint=kwargs["trust_checkpoint"],
+        save_format=kwargs["save_format"],
     )
     report = purify_checkpoint(request, context)
     if report["metrics"]:

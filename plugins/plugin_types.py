@@ -205,15 +205,35 @@ class CheckpointSource:
         """The safely loaded object, or None when the file is not a weights-only torch file."""
         if not self._read:
             self._read = True
-            if self.is_torchscript:
+            damage = self._zip_damage()
+            if damage:
+                self._error = damage
+            elif self.is_torchscript:
                 self._error = "it is a TorchScript archive"
             elif self.path.is_file():
                 try:
                     with torch.serialization.safe_globals(SAFE_NUMPY_GLOBALS):
                         self._payload = torch.load(self.path, map_location="cpu", weights_only=True)
                 except Exception as error:  # noqa: BLE001 - any failure means "not this format"
-                    self._error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+                    first = (str(error).splitlines() or [""])[0][:200]
+                    self._error = f"{type(error).__name__}: {first}"
         return self._payload
+
+    def _zip_damage(self) -> str | None:
+        """torch's zip reader checks no CRCs, so flipped bytes inside a tensor would load as
+        silently wrong weights; a zip file that does not open at all was cut short."""
+        if not self.path.is_file():
+            return None
+        with self.path.open("rb") as handle:
+            zipped = handle.read(4) == b"PK\x03\x04"
+        if not zipped:
+            return None
+        try:
+            with zipfile.ZipFile(self.path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+            return f"the file is truncated or damaged ({error})"
+        return f"the file is corrupted (CRC mismatch in {bad})" if bad else None
 
     @property
     def load_error(self) -> str | None:

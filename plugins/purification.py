@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from plugins.atomic import write_json_atomic
@@ -26,10 +28,11 @@ from plugins.data.clean_subset import clean_subset
 from plugins.data.loading import open_data
 from plugins.errors import PurifyError
 from plugins.evaluation import defense_effectiveness_rating, evaluate_model
-from plugins.manager import collect
+from plugins.manager import collect, lookup
 from plugins.options import resolve_options
 from plugins.plugin_types import DefenseJob, RunContext
 from plugins.report import build_report
+from plugins.training import predict_logits
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class PurifyRequest:
     n_clean: int | None = None
     overwrite: bool = False
     trust_checkpoint: bool = False
+    save_format: str = "native"
 
 
 def report_path_for(out: Path) -> Path:
@@ -66,10 +70,11 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
     adapter, loaded = open_checkpoint(
         request.model_path, request.format, request.trust_checkpoint, request.arch
     )
-    out = request.out or default_output_path(request.model_path, adapter.suffix)
+    writer = adapter if request.save_format == "native" else lookup("adapter", request.save_format)
+    out = request.out or default_output_path(request.model_path, adapter.suffix, writer.suffix)
     check_output_path(out, request.model_path, request.overwrite)
     report_out = report_path_for(out)
-    for path in (report_out, *(out.with_name(name) for name in adapter.companions)):
+    for path in (report_out, *(out.with_name(name) for name in writer.companions)):
         check_output_path(path, request.model_path, request.overwrite)
 
     if defense.needs_data and request.data is None:
@@ -107,6 +112,8 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
     defense_started = time.perf_counter()
     purified = defense.run(job).eval()
     defense_time = time.perf_counter() - defense_started
+    probe = clean.images[:32] if clean is not None else test.images[:32] if test else None
+    check_finite_model(purified, defense.name, probe, context.device)
 
     metrics = None
     if test is not None:
@@ -117,7 +124,7 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
         if "asr" in before:
             metrics["der"] = defense_effectiveness_rating(before, after)
 
-    save_checkpoint(adapter, loaded, purified, out)
+    save_checkpoint(writer, loaded, purified, out)
     report = build_report(
         input={
             "path": str(request.model_path),
@@ -126,7 +133,12 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
             "format": adapter.name,
             "arch": loaded.arch,
         },
-        output={"path": str(out), "sha256": file_sha256(out), "bytes": disk_bytes(out)},
+        output={
+            "path": str(out),
+            "format": writer.name,
+            "sha256": file_sha256(out),
+            "bytes": disk_bytes(out),
+        },
         plugin={
             "name": defense.name,
             "package": entry.package,
@@ -150,6 +162,30 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
     write_json_atomic(report_out, report)
     _remove_workdir(context.workdir)
     return report
+
+
+def check_finite_model(
+    model: nn.Module, defense: str, probe: np.ndarray | None, device: torch.device
+) -> None:
+    """A model with NaN/Inf weights, or whose outputs overflow, is never written as if it were
+    purified."""
+    broken = [
+        name
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
+    outputs_overflow = (
+        not broken
+        and probe is not None
+        and not torch.isfinite(predict_logits(model, probe, device)).all()
+    )
+    if outputs_overflow:
+        broken = ["its outputs on clean images"]
+    if broken:
+        raise PurifyError(
+            f"defense '{defense}' produced a model with non-finite values ({broken[0]}); nothing "
+            f"was written; lower its learning rate (-o lr=...) and run again"
+        )
 
 
 def _frozen_copy(model: nn.Module) -> nn.Module:

@@ -15,6 +15,7 @@ from torch import nn
 from plugins.atomic import atomic_write
 from plugins.data.imageset import ImageSet
 from plugins.data.tensors import batch_slices, random_crop_flip, shuffled_batches, to_tensor
+from plugins.errors import PurifyError
 from plugins.plugin_types import RunContext
 
 
@@ -86,6 +87,20 @@ class EpochCheckpoint:
         atomic_write(self.path, lambda tmp: torch.save(state, tmp))
 
 
+def check_finite_loss(
+    loss: torch.Tensor, name: str, epoch: int, step: int, saved: Path | None
+) -> None:
+    """Stop at the first NaN/Inf loss instead of training on garbage; per-epoch state up to the
+    previous epoch stays in the work folder."""
+    if torch.isfinite(loss):
+        return
+    kept = f"the state after epoch {epoch} is kept in {saved}" if saved and epoch else "nothing"
+    raise PurifyError(
+        f"{name}: the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped "
+        f"({kept}); lower the learning rate (-o lr=...) and run again"
+    )
+
+
 def fit(
     model: nn.Module,
     data: ImageSet,
@@ -117,13 +132,14 @@ def fit(
     for epoch in range(start, settings.epochs):
         model.train()
         total_loss = 0.0
-        for index in shuffled_batches(len(data), settings.batch_size, generator):
+        for step, index in enumerate(shuffled_batches(len(data), settings.batch_size, generator)):
             batch = images[index]
             if settings.augment:
                 batch = random_crop_flip(batch, generator)
             if after_augment is not None:
                 batch = after_augment(batch, index)
             loss = F.cross_entropy(model(batch.to(device)), labels[index].to(device))
+            check_finite_loss(loss, name, epoch, step, checkpoint.path)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -179,12 +179,17 @@ def decode_images(paths: list[Path], quiet: bool = True) -> np.ndarray:
     """Image files -> one uint8 (N, H, W, 3) RGB array; a file of another size is a clear error."""
     from tqdm import tqdm
 
-    first = _read_rgb(paths[0])
+    first, first_mode = _read_rgb(paths[0])
     images = np.empty((len(paths), *first.shape), dtype=np.uint8)
     for index, path in enumerate(
         tqdm(paths, desc="decoding images", disable=quiet, leave=False, unit="img")
     ):
-        image = _read_rgb(path)
+        image, mode = _read_rgb(path)
+        if mode != first_mode:
+            raise PurifyError(
+                f"{path} is a {mode} image, but the data set's images are {first_mode}; "
+                f"convert the data set to one mode (RGB)"
+            )
         if image.shape != first.shape:
             raise PurifyError(
                 f"{path} is {image.shape[1]}x{image.shape[0]}, but the data set's images are "
@@ -194,10 +199,12 @@ def decode_images(paths: list[Path], quiet: bool = True) -> np.ndarray:
     return images
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def _read_rgb(path: Path) -> tuple[np.ndarray, str]:
+    """The image as RGB, and the mode it was stored in (a grey image among colour ones is an
+    error, not something to convert silently)."""
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+            return np.asarray(image.convert("RGB"), dtype=np.uint8), image.mode
     except OSError as error:
         raise PurifyError(f"cannot decode image {path}: {error}; remove or replace it") from None
 

@@ -32,7 +32,7 @@ def test_state_dict_of_a_wideresnet_needs_no_arch(tmp_path):
 def test_state_dict_with_wrong_arch(tmp_path):
     path = tmp_path / "plain.pt"
     torch.save(tiny_wideresnet().state_dict(), path)
-    with pytest.raises(PurifyError, match="does not fit architecture resnet18: .*Missing key"):
+    with pytest.raises(PurifyError, match="does not fit architecture resnet18: missing"):
         open_checkpoint(path, arch="resnet18")
 
 
@@ -41,14 +41,6 @@ def test_forced_format_that_does_not_fit(tmp_path):
     torch.save(tiny_wideresnet().state_dict(), path)
     with pytest.raises(PurifyError, match="is not a 'nad' checkpoint"):
         open_checkpoint(path, format="nad")
-
-
-@pytest.mark.parametrize("cut", [0, 100, 5000])
-def test_truncated_files_are_clear_errors(nad_checkpoint, tmp_path, cut):
-    broken = tmp_path / "broken.pth.tar"
-    broken.write_bytes(nad_checkpoint.read_bytes()[:cut])
-    with pytest.raises(PurifyError, match="empty|cannot recognise"):
-        open_checkpoint(broken)
 
 
 @pytest.mark.parametrize(
@@ -68,5 +60,8 @@ def test_nad_container_with_a_broken_state_dict(tmp_path):
     state["block1.layer.0.conv2.weight"] = torch.zeros(3, 3, 3, 3)
     path = tmp_path / "broken.pth.tar"
     torch.save({"epoch": 1, "state_dict": state}, path)
-    with pytest.raises(PurifyError, match="does not fit architecture wrn10-1: .*size mismatch"):
+    with pytest.raises(
+        PurifyError,
+        match=r"does not fit architecture wrn10-1: shape \(1\): block1.layer.0.conv2.weight",
+    ):
         open_checkpoint(path)

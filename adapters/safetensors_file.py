@@ -1,0 +1,87 @@
+"""safetensors files (`--save-format safetensors`): tensors only, nothing to unpickle, so they are
+the safe way to hand a purified model on. The header's metadata records what `purify` needs to
+rebuild the model (architecture, classes, input size and normalization, attack spec)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
+from plugins.errors import PurifyError
+from plugins.models.normalized import Normalized, cpu_state_dict
+from plugins.models.registry import build_with_weights, output_classes
+
+METADATA_KEY = "purify"
+
+
+def detect(source: CheckpointSource) -> bool:
+    """An 8-byte little-endian header length, then a JSON header that fits in the file."""
+    path = source.path
+    if not path.is_file() or path.stat().st_size < 10:
+        return False
+    with path.open("rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        opening = handle.read(1)
+    return opening == b"{" and 8 + length <= path.stat().st_size
+
+
+def load(source: CheckpointSource) -> LoadedModel:
+    try:
+        with safe_open(source.path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state_dict = load_file(source.path)
+        record = json.loads(metadata.get(METADATA_KEY, "{}"))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise PurifyError(f"cannot read safetensors file {source.path}: {error}") from None
+    arch = record.get("arch") or source.arch
+    if arch is None:
+        raise PurifyError(f"{source.path} does not record its architecture; pass --arch NAME")
+    model = build_with_weights(arch, state_dict, source.path)
+    mean, std = record.get("mean"), record.get("std")
+    convention = InputConvention(
+        size=tuple(record.get("size", (32, 32))),
+        num_classes=output_classes(state_dict),
+        mean=tuple(mean) if mean else None,
+        std=tuple(std) if std else None,
+    )
+    return LoadedModel(
+        model=Normalized(model, mean, std) if mean and std else model,
+        convention=convention,
+        arch=arch,
+        format="safetensors",
+        attack=record.get("attack"),
+    )
+
+
+def save(loaded: LoadedModel, model: nn.Module, path: Path) -> None:
+    convention = loaded.convention
+    record = {
+        "arch": loaded.arch,
+        "size": list(convention.size),
+        "mean": list(convention.mean) if convention.mean else None,
+        "std": list(convention.std) if convention.std else None,
+        "attack": loaded.attack,
+        "source_format": loaded.format,
+    }
+    tensors = {key: value.contiguous() for key, value in cpu_state_dict(model).items()}
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(record)})
+
+
+@hookimpl
+def register_adapters(register):
+    register(
+        Adapter(
+            name="safetensors",
+            description="safetensors weights with purify metadata (arch, input convention)",
+            detect=detect,
+            load=load,
+            save=save,
+            suffix=".safetensors",
+        )
+    )
