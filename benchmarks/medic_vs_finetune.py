@@ -11,6 +11,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,18 +27,22 @@ def methods(epochs: int, batch: int) -> dict[str, list[str]]:
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, dict]:
+def run(
+    args: argparse.Namespace, model: Path, results: dict[str, dict], save: Callable[[], None]
+) -> dict[str, dict]:
+    """Each method on `model` that `results` lacks; `save()` after each (so a re-run resumes).
+    Without `args.attack`, the attack spec stored in the checkpoint is used."""
     args.work.mkdir(parents=True, exist_ok=True)
-    results = json.loads(args.json.read_text()) if args.json.exists() else {}
     for name, flags in methods(args.epochs, args.batch_size).items():
         if args.only and not any(part in name for part in args.only):
             continue
         if name in results:
             continue
-        out = args.work / f"{name.split()[0]}-{len(results)}{''.join(Path(args.model).suffixes)}"
+        out = args.work / f"{model.name.split('.')[0]}-{name.split()[0]}{''.join(model.suffixes)}"
         command = [
-            sys.executable, "-m", "plugins", *flags, str(args.model), "--data", str(args.data),
-            "--ratio", str(args.ratio), "--seed", str(args.seed), "--attack", args.attack,
+            sys.executable, "-m", "plugins", *flags, str(model), "--data", str(args.data),
+            "--ratio", str(args.ratio), "--seed", str(args.seed),
+            *(["--attack", args.attack] if args.attack else []),
             "--out", str(out), "--overwrite", *(["--quiet"] if args.quiet else []),
         ]  # fmt: skip
         print("$", " ".join(command), flush=True)
@@ -53,7 +58,7 @@ def run(args: argparse.Namespace) -> dict[str, dict]:
             "peak_rss_mib": report["peak_rss_mib"],
             "device": report["device"],
         }
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        save()
     return results
 
 
@@ -93,7 +98,9 @@ def main() -> None:
     )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
-    print(table(run(args)))
+    results = json.loads(args.json.read_text()) if args.json.exists() else {}
+    save = lambda: args.json.write_text(json.dumps(results, indent=2) + "\n")  # noqa: E731
+    print(table(run(args, args.model, results, save)))
 
 
 if __name__ == "__main__":
