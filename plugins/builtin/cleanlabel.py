@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from plugins import Attack, Option, RunContext, hookimpl
+from plugins.adversarial import pgd_away_from_label
 from plugins.builtin.badnet import NAD_GRID
 from plugins.data.imageset import ImageSet
 from plugins.data.tensors import batch_slices, to_tensor
@@ -30,24 +30,6 @@ def stamp(images: np.ndarray, options: dict[str, Any]) -> np.ndarray:
     out[:, -3:, :3] = left
     out[:, :3, :3] = left[:, ::-1]
     return out
-
-
-def pgd_away_from_label(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, steps: int,
-    generator: torch.Generator,
-) -> torch.Tensor:  # fmt: skip
-    """Untargeted L-inf PGD with a random start (Madry et al.): maximise the surrogate's loss."""
-    step = 2.5 * eps / steps
-    noise = (torch.rand(images.shape, generator=generator) * 2 - 1) * eps
-    adversarial = (images + noise.to(images.device)).clamp(0, 1)
-    for _ in range(steps):
-        adversarial.requires_grad_(True)
-        loss = F.cross_entropy(model(adversarial), labels)
-        (gradient,) = torch.autograd.grad(loss, adversarial)
-        with torch.no_grad():
-            adversarial = adversarial + step * gradient.sign()
-            adversarial = (images + (adversarial - images).clamp(-eps, eps)).clamp(0, 1)
-    return adversarial.detach()
 
 
 def surrogate_model(data: ImageSet, options: dict[str, Any], context: RunContext) -> nn.Module:

@@ -1,10 +1,8 @@
 import numpy as np
 import torch
-from torch import nn
 
 from plugins.attack_spec import parse_attack_spec, poison_training_set
 from plugins.builtin.badnet import NAD_GRID
-from plugins.builtin.cleanlabel import pgd_away_from_label
 from plugins.data.synthetic import synthetic_images
 from plugins.plugin_types import RunContext
 
@@ -15,18 +13,6 @@ def test_trigger_in_all_four_corners_survives_a_flip():
     assert (out[:, -3:, -3:, 0] == NAD_GRID).all()
     assert np.array_equal(out[:, :, ::-1], out)  # mirrored left corners: flip-invariant
     assert (out[:, 3:-3] == 128).all() and (out[:, :, 3:-3] == 128).all()
-
-
-def test_pgd_raises_the_loss_within_the_budget():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4)).eval()
-    images, labels = torch.rand(16, 3, 8, 8), torch.randint(0, 4, (16,))
-    eps = 8 / 255
-    adversarial = pgd_away_from_label(model, images, labels, eps, 10, torch.Generator())
-    assert (adversarial - images).abs().max() <= eps + 1e-6
-    assert adversarial.min() >= 0 and adversarial.max() <= 1
-    loss = nn.functional.cross_entropy
-    assert loss(model(adversarial), labels) > loss(model(images), labels) + 0.1
 
 
 def test_poisoning_perturbs_target_images_and_keeps_labels():
