@@ -76,10 +76,19 @@ def default_output_path(model_path: Path, suffix: str, out_suffix: str | None = 
     """`<stem>.purified<ext>` beside the input, keeping its extension (nad.pth.tar ->
     nad.purified.pth.tar, model.pt -> model.purified.pt) unless another format's `out_suffix` is
     asked for (nad.pth.tar -> nad.purified.safetensors)."""
-    name = model_path.name
-    ext = suffix if suffix and name.endswith(suffix) else model_path.suffix
-    stem = name[: len(name) - len(ext)] if ext else name
+    stem, ext = _split_suffix(model_path, suffix)
     return model_path.with_name(f"{stem}.purified{out_suffix or ext}")
+
+
+def sibling_path(path: Path, suffix: str, new_suffix: str) -> Path:
+    """`path` with its format suffix replaced: out.pth.tar -> out.compact.pt."""
+    return path.with_name(_split_suffix(path, suffix)[0] + new_suffix)
+
+
+def _split_suffix(path: Path, suffix: str) -> tuple[str, str]:
+    name = path.name
+    ext = suffix if suffix and name.endswith(suffix) else path.suffix
+    return (name[: len(name) - len(ext)] if ext else name), ext
 
 
 def check_class_count(data_classes: int, model_classes: int, data: Path) -> None:

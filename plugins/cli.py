@@ -83,8 +83,7 @@ def _click_option(option: Option) -> click.Option:
     flag = option.flag
     declaration = f"{flag}/--no-{flag[2:]}" if option.type is bool else flag
     return click.Option(
-        [declaration],
-        option.name,
+        [declaration, option.name],
         type=kind,
         default=None,
         help=f"{option.help}  [default: {option.default}]",

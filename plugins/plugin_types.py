@@ -61,6 +61,9 @@ class DefenseJob:
     options: dict[str, Any]
     context: RunContext
     details: dict[str, Any] = field(default_factory=dict)
+    input_size: tuple[int, int] = (32, 32)  # what data-free defenses synthesise
+    # suffix -> (adapter, model): extra files the host writes beside the output (see Defense).
+    extra_models: dict[str, tuple[Adapter, nn.Module]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class Defense:
     run: Callable[[DefenseJob], nn.Module]
     options: tuple[Option, ...] = ()
     needs_data: bool = True
+    # Suffixes of extra model files the defense writes beside the output (`<stem><suffix>`), put in
+    # `DefenseJob.extra_models` by `run`; declared so the host checks them before any work.
+    extra_outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from plugins.checkpoints import (
     file_sha256,
     open_checkpoint,
     save_checkpoint,
+    sibling_path,
 )
 from plugins.data.clean_subset import clean_subset
 from plugins.data.loading import open_data
@@ -74,7 +75,11 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
     out = request.out or default_output_path(request.model_path, adapter.suffix, writer.suffix)
     check_output_path(out, request.model_path, request.overwrite)
     report_out = report_path_for(out)
-    for path in (report_out, *(out.with_name(name) for name in writer.companions)):
+    extra_paths = {
+        suffix: sibling_path(out, writer.suffix, suffix) for suffix in defense.extra_outputs
+    }
+    companions = [out.with_name(name) for name in writer.companions]
+    for path in (report_out, *companions, *extra_paths.values()):
         check_output_path(path, request.model_path, request.overwrite)
 
     if defense.needs_data and request.data is None:
@@ -108,6 +113,7 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
         num_classes=loaded.convention.num_classes,
         options=options,
         context=context,
+        input_size=loaded.convention.size,
     )
     defense_started = time.perf_counter()
     purified = defense.run(job).eval()
@@ -125,20 +131,17 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
             metrics["der"] = defense_effectiveness_rating(before, after)
 
     save_checkpoint(writer, loaded, purified, out)
+    extra = []
+    for suffix, (adapter_of_extra, model) in job.extra_models.items():
+        path = extra_paths[suffix]
+        save_checkpoint(adapter_of_extra, loaded, model, path)
+        extra.append({"path": str(path), "format": adapter_of_extra.name} | _file_record(path))
     report = build_report(
-        input={
-            "path": str(request.model_path),
-            "sha256": file_sha256(request.model_path),
-            "bytes": disk_bytes(request.model_path),
-            "format": adapter.name,
-            "arch": loaded.arch,
-        },
-        output={
-            "path": str(out),
-            "format": writer.name,
-            "sha256": file_sha256(out),
-            "bytes": disk_bytes(out),
-        },
+        input={"path": str(request.model_path)}
+        | _file_record(request.model_path)
+        | {"format": adapter.name, "arch": loaded.arch},
+        output={"path": str(out), "format": writer.name} | _file_record(out),
+        extra_outputs=extra,
         plugin={
             "name": defense.name,
             "package": entry.package,
@@ -186,6 +189,10 @@ def check_finite_model(
             f"defense '{defense}' produced a model with non-finite values ({broken[0]}); nothing "
             f"was written; lower its learning rate (-o lr=...) and run again"
         )
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    return {"sha256": file_sha256(path), "bytes": disk_bytes(path)}
 
 
 def _frozen_copy(model: nn.Module) -> nn.Module:

@@ -1,0 +1,66 @@
+"""Clean & Compact (Phan et al., ECCV 2024) as a purify defense plugin: data-free purification that
+also compresses, by Tucker-2 rank clipping and pruning plus fine-tuning on synthetic data. The
+authors' code is not public; `cleaning.py` says what is reconstructed and how."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch import nn
+
+from compact_plugin.cleaning import CleanCompactSettings, clean_and_compact, dense_equivalent
+from compact_plugin.compact_checkpoint import ADAPTER, SUFFIX
+from plugins import Defense, DefenseJob, Option, hookimpl
+
+DEFAULTS = CleanCompactSettings()
+HELP = {
+    "tau_scale": "clip rank components above tau_scale x the mean normalized singular value",
+    "compression": "parameter compression target of the whole model (1 = no rank pruning)",
+    "synthetic": "number of ZeroQ synthetic images",
+    "synthesis_iterations": "optimisation steps per synthetic batch",
+    "synthesis_lr": "Adam learning rate of the synthetic pixels (logit space)",
+    "synthesis_ce": "weight of the cross-entropy towards sampled labels in synthesis",
+    "adversarial_eps": "L-inf radius of the adversarial copies, in 1/255",
+    "adversarial_steps": "PGD steps of the adversarial copies",
+    "epochs": "fine-tuning epochs on synthetic + adversarial data (0 = none)",
+    "lr": "SGD learning rate of the fine-tuning (cosine-annealed)",
+    "batch_size": "fine-tuning batch size",
+}
+
+
+def run(job: DefenseJob) -> nn.Module:
+    from compact_plugin.cost import model_cost  # torch.utils.benchmark is slow to import
+
+    settings = CleanCompactSettings(**job.options)
+    compact, details = clean_and_compact(
+        job.model, job.input_size, job.num_classes, settings, job.context
+    )
+    details["cost"] = {
+        "before": model_cost(job.model, job.input_size),
+        "after": model_cost(compact, job.input_size),
+    }
+    job.details["cc"] = details
+    job.extra_models[SUFFIX] = (ADAPTER, compact)
+    return dense_equivalent(compact)
+
+
+@hookimpl
+def register_defenses(register):
+    register(
+        Defense(
+            name="cc",
+            description="Clean & Compact (ECCV 2024): data-free Tucker-2 purification, compression",
+            run=run,
+            needs_data=False,
+            extra_outputs=(SUFFIX,),
+            options=tuple(
+                Option(field.name, type(field.default), field.default, HELP[field.name])
+                for field in dataclasses.fields(CleanCompactSettings)
+            ),
+        )
+    )
+
+
+@hookimpl
+def register_adapters(register):
+    register(ADAPTER)

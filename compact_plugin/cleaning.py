@@ -1,0 +1,143 @@
+"""Clean & Compact (Phan et al., ECCV 2024), reconstructed from the abstract, footnote 1 and the
+issue (the authors' code is not public): decompose every conv (step 1), clip outsized rank
+components (step 2), prune ranks to a compression target (step 3), then fine-tune the compact
+model on ZeroQ synthetic data and its adversarial copies (steps 4-5), with no real data."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compact_plugin.ranks import choose_ranks, decomposable_convs
+from compact_plugin.scaling import scale_core
+from compact_plugin.synthesis import SynthesisSettings, adversarial_copies, predict, synthesize
+from compact_plugin.tucker import Tucker2, TuckerConv2d, hosvd
+from plugins.data.tensors import random_crop_flip, shuffled_batches
+from plugins.models.normalized import unwrap
+from plugins.plugin_types import RunContext
+from plugins.training import check_finite_loss
+
+
+@dataclass(frozen=True)
+class CleanCompactSettings:
+    tau_scale: float = 2.0
+    compression: float = 2.0
+    synthetic: int = 1024
+    synthesis_iterations: int = 200
+    synthesis_lr: float = 0.1
+    synthesis_ce: float = 0.1
+    adversarial_eps: float = 8.0
+    adversarial_steps: int = 10
+    epochs: int = 20
+    lr: float = 0.01
+    batch_size: int = 128
+
+
+@torch.no_grad()
+def decompose_and_clip(
+    model: nn.Module, tau_scale: float, ranks: dict[str, tuple[int, int]]
+) -> dict[str, dict]:
+    """Steps 1-3 in place: every groups=1 conv is HOSVD-decomposed and its core clipped; layers
+    in `ranks` become TuckerConv2d at those ranks, the rest get the clipped kernel back dense."""
+    report = {}
+    for name, conv in decomposable_convs(model).items():
+        decomposition = hosvd(conv.weight)
+        core, clipped = scale_core(decomposition.core, tau_scale)
+        scaled = Tucker2(core, decomposition.out_factor, decomposition.in_factor)
+        if name in ranks:
+            model.set_submodule(
+                name, TuckerConv2d.from_decomposition(conv, scaled.truncate(*ranks[name]))
+            )
+        else:
+            conv.weight.copy_(scaled.reconstruct().to(conv.weight.dtype))
+        report[name] = {"clipped": clipped, "ranks": list(ranks.get(name, conv.weight.shape[:2]))}
+    return report
+
+
+@torch.no_grad()
+def dense_equivalent(model: nn.Module) -> nn.Module:
+    """The same function with every TuckerConv2d folded back into one conv: the drop-in model for
+    the input's own checkpoint format."""
+    dense = copy.deepcopy(model)
+    for name, module in list(unwrap(dense).named_modules()):
+        if isinstance(module, TuckerConv2d):
+            core = module.core
+            conv = nn.Conv2d(
+                module.first.in_channels, module.last.out_channels, core.kernel_size, core.stride,
+                core.padding, core.dilation, bias=module.last.bias is not None,
+                padding_mode=core.padding_mode,
+            )  # fmt: skip
+            conv.weight.copy_(module.dense_weight())
+            if module.last.bias is not None:
+                conv.bias.copy_(module.last.bias)
+            unwrap(dense).set_submodule(name, conv.to(core.weight.device))
+    return dense
+
+
+def finetune_on_synthetic(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: CleanCompactSettings,
+    context: RunContext,
+) -> None:  # fmt: skip
+    """Cross-entropy on synthetic + adversarial-synthetic images with the original model's labels
+    (clean) and pre-attack labels (adversarial). BatchNorm stays in eval mode: its running
+    statistics are what the synthetic data was made to match."""
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=0.9, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
+    generator = context.generator(offset=13)
+    steps = -(-len(images) // settings.batch_size)
+    bar = context.progress(total=settings.epochs * steps, desc="cc fine-tune", unit="step")
+    model.eval()
+    for epoch in range(settings.epochs):
+        for step, index in enumerate(shuffled_batches(len(images), settings.batch_size, generator)):
+            batch = random_crop_flip(images[index], generator).to(context.device)
+            loss = F.cross_entropy(model(batch), labels[index].to(context.device))
+            check_finite_loss(loss, "cc", epoch, step, None)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            bar.update()
+        scheduler.step()
+    bar.close()
+
+
+def clean_and_compact(
+    model: nn.Module, size: tuple[int, int], num_classes: int, settings: CleanCompactSettings,
+    context: RunContext,
+) -> tuple[nn.Module, dict]:  # fmt: skip
+    """The compact, purified model (with TuckerConv2d layers) and what to report."""
+    original = copy.deepcopy(model).eval()
+    compact = copy.deepcopy(model).eval()
+    inner = unwrap(compact)
+    ranks = choose_ranks(inner, settings.compression)
+    layers = decompose_and_clip(inner, settings.tau_scale, ranks)
+    if settings.epochs == 0:
+        return compact, {"layers": layers}
+
+    synthesis = SynthesisSettings(
+        count=settings.synthetic,
+        iterations=settings.synthesis_iterations,
+        lr=settings.synthesis_lr,
+        ce_weight=settings.synthesis_ce,
+    )
+    synthetic, statistics = synthesize(original, size, num_classes, synthesis, context)
+    labels = predict(original, synthetic, context.device)
+    adversarial = adversarial_copies(
+        original, synthetic, labels, settings.adversarial_eps / 255, settings.adversarial_steps,
+        context,
+    )  # fmt: skip
+    landed = torch.bincount(predict(original, adversarial, context.device), minlength=num_classes)
+    images = torch.cat([synthetic, adversarial])
+    targets = torch.cat([labels, labels])
+    finetune_on_synthetic(compact, images, targets, settings, context)
+    return compact, {
+        "layers": layers,
+        "synthesis": statistics,
+        "synthetic_label_counts": torch.bincount(labels, minlength=num_classes).tolist(),
+        # In a backdoored model untargeted perturbations pile up in the target class.
+        "adversarial_label_counts": landed.tolist(),
+    }
