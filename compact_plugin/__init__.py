@@ -40,7 +40,7 @@ def run(job: DefenseJob) -> nn.Module:
         "after": model_cost(compact, job.input_size),
     }
     job.details["cc"] = details
-    job.extra_models[SUFFIX] = (ADAPTER, compact)
+    job.extra_outputs[SUFFIX] = lambda loaded, path: ADAPTER.save(loaded, compact, path)
     return dense_equivalent(compact)
 
 

@@ -62,8 +62,9 @@ class DefenseJob:
     context: RunContext
     details: dict[str, Any] = field(default_factory=dict)
     input_size: tuple[int, int] = (32, 32)  # what data-free defenses synthesise
-    # suffix -> (adapter, model): extra files the host writes beside the output (see Defense).
-    extra_models: dict[str, tuple[Adapter, nn.Module]] = field(default_factory=dict)
+    # suffix -> write(loaded input, path): extra files or folders the host writes atomically
+    # beside the output (see Defense.extra_outputs), e.g. a second model format or trigger images.
+    extra_outputs: dict[str, Callable[[LoadedModel, Path], None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,8 @@ class Defense:
     run: Callable[[DefenseJob], nn.Module]
     options: tuple[Option, ...] = ()
     needs_data: bool = True
-    # Suffixes of extra model files the defense writes beside the output (`<stem><suffix>`), put in
-    # `DefenseJob.extra_models` by `run`; declared so the host checks them before any work.
+    # Suffixes of extra outputs written beside the output (`<stem><suffix>`) from what `run` puts
+    # in `DefenseJob.extra_outputs`; declared so the host checks the paths before any work.
     extra_outputs: tuple[str, ...] = ()
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from plugins.atomic import write_json_atomic
+from plugins.atomic import atomic_write, write_json_atomic
 from plugins.attack_spec import chosen_attack, spec_record
 from plugins.checkpoints import (
     check_class_count,
@@ -132,10 +132,10 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
 
     save_checkpoint(writer, loaded, purified, out)
     extra = []
-    for suffix, (adapter_of_extra, model) in job.extra_models.items():
+    for suffix, write in job.extra_outputs.items():
         path = extra_paths[suffix]
-        save_checkpoint(adapter_of_extra, loaded, model, path)
-        extra.append({"path": str(path), "format": adapter_of_extra.name} | _file_record(path))
+        atomic_write(path, lambda tmp, write=write: write(loaded, tmp))
+        extra.append({"path": str(path)} | _file_record(path))
     report = build_report(
         input={"path": str(request.model_path)}
         | _file_record(request.model_path)

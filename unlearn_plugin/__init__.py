@@ -1,0 +1,160 @@
+"""BAERASER: Backdoor Defense with Machine Unlearning (Liu et al., INFOCOM 2022) as a purify
+defense plugin: recover the trigger distribution without knowing trigger or target (recovery.py),
+then unlearn it by gradient ascent under a drift penalty (unlearning.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.utils import save_image
+
+from plugins import Defense, DefenseJob, LoadedModel, Option, hookimpl
+from plugins.data.tensors import to_tensor
+from plugins.errors import PurifyError
+from unlearn_plugin.generator import TriggerGenerator
+from unlearn_plugin.recovery import RecoverySettings, recover_triggers, sample_triggers
+from unlearn_plugin.unlearning import UnlearnSettings, unlearn
+
+RECOVERY, UNLEARN = RecoverySettings(), UnlearnSettings()
+TRIGGERS = ".triggers"
+
+
+def candidate_labels(text: str, num_classes: int) -> list[int]:
+    if text == "all":
+        return list(range(num_classes))
+    try:
+        labels = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise PurifyError(
+            f"labels must be 'all' or comma-separated integers, got '{text}'"
+        ) from None
+    if not labels or labels[0] < 0 or labels[-1] >= num_classes:
+        raise PurifyError(f"labels must lie in 0..{num_classes - 1}, got '{text}'")
+    return labels
+
+
+def staircase(text: str) -> tuple[float, ...]:
+    try:
+        steps = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise PurifyError(f"staircase must be comma-separated numbers, got '{text}'") from None
+    if list(steps) != sorted(steps) or not all(0 < step <= 1 for step in steps):
+        raise PurifyError(f"staircase must rise within (0, 1], got '{text}'")
+    return steps
+
+
+def trigger_writer(pool: dict[int, list[TriggerGenerator]], device: torch.device):
+    """A folder of PNGs, one per recovered generator: 8 sampled triggers, enlarged to 32 px."""
+
+    def write(loaded: LoadedModel, folder: Path) -> None:
+        folder.mkdir()
+        generator = torch.Generator().manual_seed(0)
+        for label, nets in pool.items():
+            for step, net in enumerate(nets):
+                triggers = sample_triggers(net, 8, generator, device).cpu()
+                triggers = F.interpolate(triggers, size=32, mode="nearest")
+                save_image(triggers, folder / f"label{label}-step{step}.png", nrow=8, padding=2)
+
+    return write
+
+
+def run(job: DefenseJob) -> nn.Module:
+    options = job.options
+    recovery = RecoverySettings(
+        trigger=options["trigger"],
+        patch_size=options["patch_size"],
+        additive_eps=options["additive_eps"],
+        staircase=staircase(options["staircase"]),
+        entropy_weight=options["entropy_weight"],
+        hidden=options["hidden"],
+        steps=options["generator_steps"],
+        tau=options["tau"],
+    )
+    settings = UnlearnSettings(
+        alpha=options["alpha"],
+        beta=options["beta"],
+        steps=options["unlearn_steps"],
+        lr=options["unlearn_lr"],
+    )
+    images, labels = to_tensor(job.clean.images), torch.from_numpy(job.clean.labels)
+    order = torch.randperm(len(images), generator=job.context.generator(offset=20))
+    cut = int(len(images) * (1 - options["holdout"]))
+    train, held = order[:cut], order[cut:]
+    if len(held) == 0 or cut == 0:
+        raise PurifyError(
+            "baeraser needs clean images both to train and to hold out; raise --ratio"
+        )
+    held_out = (images[held], labels[held])
+    candidates = candidate_labels(options["labels"], job.num_classes)
+    model = job.model.eval()
+    pool, success = recover_triggers(
+        model, images[train], held_out, candidates, recovery, job.context
+    )
+    details = {"trigger_success": success, "trigger_labels": sorted(pool)}
+    job.details["baeraser"] = details
+    if not pool:
+        job.context.log("baeraser: no label yielded triggers above tau; the model is unchanged")
+        return model
+    job.extra_outputs[TRIGGERS] = trigger_writer(pool, job.context.device)
+    details["trigger_images"] = [
+        f"label{label}-step{step}.png" for label, nets in pool.items() for step in range(len(nets))
+    ]
+    purified, history = unlearn(
+        model, pool, (images[train], labels[train]), held_out, recovery, settings, job.context
+    )
+    details["unlearning"] = history
+    return purified
+
+
+@hookimpl
+def register_defenses(register):
+    register(
+        Defense(
+            name="baeraser",
+            description="BAERASER (INFOCOM 2022): trigger recovery + gradient-ascent unlearning",
+            run=run,
+            extra_outputs=(TRIGGERS,),
+            options=(
+                Option("labels", str, "all", "candidate target labels: all, or e.g. 3,5"),
+                Option(
+                    "trigger", str, RECOVERY.trigger, "trigger form", choices=("patch", "additive")
+                ),
+                Option("patch_size", int, RECOVERY.patch_size, "side of a patch trigger"),
+                Option(
+                    "additive_eps",
+                    float,
+                    RECOVERY.additive_eps,
+                    "L-inf bound of an additive trigger, 1/255",
+                ),
+                Option(
+                    "staircase",
+                    str,
+                    "0.5,0.8,0.9",
+                    "rising hinge thresholds beta, one generator each",
+                ),
+                Option(
+                    "entropy_weight",
+                    float,
+                    RECOVERY.entropy_weight,
+                    "alpha: weight of the MINE entropy term",
+                ),
+                Option("hidden", int, RECOVERY.hidden, "width of the generator and MINE networks"),
+                Option("generator_steps", int, RECOVERY.steps, "training steps per generator"),
+                Option(
+                    "tau", float, RECOVERY.tau, "keep labels whose triggers reach this success rate"
+                ),
+                Option(
+                    "holdout", float, 0.2, "fraction of the clean data held out to score triggers"
+                ),
+                Option(
+                    "alpha", float, UNLEARN.alpha, "weight of the gradient-ascent unlearning term"
+                ),
+                Option("beta", float, UNLEARN.beta, "weight of the Fisher-weighted drift penalty"),
+                Option("unlearn_steps", int, UNLEARN.steps, "most unlearning steps"),
+                Option("unlearn_lr", float, UNLEARN.lr, "SGD learning rate of the unlearning"),
+            ),
+        )
+    )
