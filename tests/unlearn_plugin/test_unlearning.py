@@ -1,0 +1,54 @@
+"""Gradient ascent lowers the target probability on triggered inputs; the penalty is zero at the
+original parameters."""
+
+from __future__ import annotations
+
+import torch
+
+from plugins.plugin_types import RunContext
+from tests.conftest import tiny_wideresnet
+from tests.unlearn_plugin.test_recovery import PatchVictim
+from unlearn_plugin.generator import TriggerGenerator, apply_trigger
+from unlearn_plugin.recovery import RecoverySettings, sample_triggers
+from unlearn_plugin.unlearning import UnlearnSettings, drift_penalty, fisher_diagonal, unlearn
+
+
+def test_penalty_is_zero_at_the_original_parameters_and_grows_with_drift():
+    model = tiny_wideresnet()
+    images, labels = torch.rand(32, 3, 16, 16), torch.randint(0, 10, (32,))
+    weights = fisher_diagonal(model, images, labels, torch.device("cpu"))
+    assert torch.isclose(torch.cat([w.flatten() for w in weights]).mean(), torch.tensor(1.0))
+    original = [p.detach().clone() for p in model.parameters()]
+    assert drift_penalty(model, original, weights).item() == 0
+    with torch.no_grad():
+        model.fc.weight += 0.1
+    assert drift_penalty(model, original, weights).item() > 0
+
+
+def test_gradient_ascent_lowers_the_target_probability_on_triggered_inputs():
+    torch.manual_seed(0)
+    victim = PatchVictim(strength=12.0).eval()
+    white = TriggerGenerator((3, 3, 3), hidden=16).eval()
+    with torch.no_grad():  # a generator of (almost) white patches: the victim's trigger
+        white.out.weight.zero_()
+        white.out.bias.fill_(10.0)
+    recovery = RecoverySettings(hidden=16)
+    images, labels = torch.rand(64, 3, 16, 16) * 0.6, torch.randint(0, 10, (64,))
+    held_out = (torch.rand(32, 3, 16, 16) * 0.6, torch.randint(0, 10, (32,)))
+    context = RunContext(torch.device("cpu"), seed=0, quiet=True)
+
+    def target_probability(model: torch.nn.Module) -> float:
+        generator = torch.Generator().manual_seed(3)
+        triggers = sample_triggers(white, 64, generator, context.device)
+        stamped = apply_trigger(images, triggers, "patch", 0.0, generator)
+        with torch.no_grad():
+            return model.eval()(stamped).softmax(1)[:, 5].mean().item()
+
+    settings = UnlearnSettings(alpha=1.0, beta=0.0, steps=30, lr=0.1, batch_size=32,
+                               stop_success=-1.0)  # fmt: skip
+    purified, history = unlearn(
+        victim, {5: [white]}, (images, labels), held_out, recovery, settings, context
+    )
+    assert target_probability(victim) > 0.9
+    assert target_probability(purified) < 0.5
+    assert history[0]["recovered_trigger_success"] > 0.9
