@@ -24,7 +24,7 @@ from plugins.manager import lookup
 from plugins.models.registry import build_model
 from plugins.plugin_types import InputConvention, LoadedModel, RunContext
 from plugins.report import build_report
-from plugins.training import TrainSettings, fit
+from plugins.training import TrainSettings, fit, remove_workdir
 
 # Training schedules: `small` fits in minutes on 2 CPU cores, `paper` follows the NAD/MEDIC setting.
 # A short schedule cannot learn a small trigger that random crops move and flips mirror, so the
@@ -109,4 +109,5 @@ def train_backdoored(request: TrainRequest, context: RunContext) -> dict[str, fl
             wall_time_s=time.perf_counter() - started,
         ),
     )
+    remove_workdir(context.workdir)
     return metrics

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from plugins.manager import collect, lookup
 from plugins.options import resolve_options
 from plugins.plugin_types import DefenseJob, RunContext
 from plugins.report import build_report
-from plugins.training import predict_logits
+from plugins.training import predict_logits, remove_workdir
 
 
 @dataclass(frozen=True)
@@ -163,7 +162,7 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
         wall_time_s=time.perf_counter() - started,
     )
     write_json_atomic(report_out, report)
-    _remove_workdir(context.workdir)
+    remove_workdir(context.workdir)
     return report
 
 
@@ -200,8 +199,3 @@ def _frozen_copy(model: nn.Module) -> nn.Module:
     for parameter in reference.parameters():
         parameter.requires_grad_(False)
     return reference
-
-
-def _remove_workdir(workdir: Path) -> None:
-    """Resumable state is only needed until the output is safely written."""
-    shutil.rmtree(workdir, ignore_errors=True)

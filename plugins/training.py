@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,12 @@ class EpochCheckpoint:
             **extra,
         }
         atomic_write(self.path, lambda tmp: torch.save(state, tmp))
+
+
+def remove_workdir(workdir: Path | None) -> None:
+    """Resumable state is only needed until the output is safely written."""
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def check_finite_loss(

@@ -116,6 +116,8 @@ def test_attack_then_eval_finds_the_stored_trigger(tmp_path, tiny_data):
     report = json.loads(out.with_name(out.name + ".report.json").read_text())
     assert report["train_images"] == 100 and report["settings"]["epochs"] == 1
     assert report["settings"]["lr"] == 0.05  # from the small profile
+    assert report["settings"]["stamp_after_augment"] is True
+    assert not out.with_name(out.name + ".work").exists()
     assert stored["name"] == "badnet" and stored["options"]["target"] == 2
     metrics_file = tmp_path / "metrics.json"
     result = invoke("eval", out, "--data", tiny_data, "--json", metrics_file, "-q")
