@@ -15,6 +15,7 @@ from torch import nn
 from plugins.adversarial import pgd_away_from_label
 from plugins.data.tensors import batch_slices
 from plugins.plugin_types import RunContext
+from plugins.training import frozen
 
 
 class BatchNormInputs:
@@ -61,37 +62,34 @@ def synthesize(
 ) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
     """`count` images in [0, 1] (NCHW, CPU), and the BN-statistics loss at the start and end."""
     model.eval()
-    frozen = [parameter.requires_grad for parameter in model.parameters()]
-    model.requires_grad_(False)
     generator = context.generator(offset=11)
     recorder = BatchNormInputs(model)
     batches, first, last = [], 0.0, 0.0
     steps = -(-settings.count // settings.batch_size) * settings.iterations
     bar = context.progress(total=steps, desc="cc synthesis", unit="step")
-    for part in batch_slices(settings.count, settings.batch_size):
-        n = part.stop - part.start
-        logits = (torch.randn(n, 3, *size, generator=generator) * 0.5).to(context.device)
-        logits.requires_grad_(True)
-        labels = torch.randint(0, num_classes, (n,), generator=generator).to(context.device)
-        optimizer = torch.optim.Adam([logits], lr=settings.lr)
-        for iteration in range(settings.iterations):
-            output = model(torch.sigmoid(logits))
-            statistics = recorder.loss()
-            loss = statistics + settings.ce_weight * F.cross_entropy(output, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if iteration == 0:
-                first += statistics.item() * n / settings.count
-            bar.update()
-        with torch.no_grad():
-            model(torch.sigmoid(logits))
-            last += recorder.loss().item() * n / settings.count
-        batches.append(torch.sigmoid(logits).detach().cpu())
+    with frozen(model):
+        for part in batch_slices(settings.count, settings.batch_size):
+            n = part.stop - part.start
+            logits = (torch.randn(n, 3, *size, generator=generator) * 0.5).to(context.device)
+            logits.requires_grad_(True)
+            labels = torch.randint(0, num_classes, (n,), generator=generator).to(context.device)
+            optimizer = torch.optim.Adam([logits], lr=settings.lr)
+            for iteration in range(settings.iterations):
+                output = model(torch.sigmoid(logits))
+                statistics = recorder.loss()
+                loss = statistics + settings.ce_weight * F.cross_entropy(output, labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if iteration == 0:
+                    first += statistics.item() * n / settings.count
+                bar.update()
+            with torch.no_grad():
+                model(torch.sigmoid(logits))
+                last += recorder.loss().item() * n / settings.count
+            batches.append(torch.sigmoid(logits).detach().cpu())
     bar.close()
     recorder.remove()
-    for parameter, flag in zip(model.parameters(), frozen, strict=True):
-        parameter.requires_grad_(flag)
     return torch.cat(batches), {"bn_loss_start": first, "bn_loss_end": last}
 
 
@@ -108,16 +106,13 @@ def adversarial_copies(
 ) -> torch.Tensor:  # fmt: skip
     """Untargeted L-inf PGD away from the model's own labels."""
     model.eval()
-    frozen = [parameter.requires_grad for parameter in model.parameters()]
-    model.requires_grad_(False)
     generator = context.generator(offset=12)
-    out = [
-        pgd_away_from_label(
-            model, images[part].to(context.device), labels[part].to(context.device), eps, steps,
-            generator,
-        ).cpu()
-        for part in batch_slices(len(images), 256)
-    ]  # fmt: skip
-    for parameter, flag in zip(model.parameters(), frozen, strict=True):
-        parameter.requires_grad_(flag)
+    with frozen(model):
+        out = [
+            pgd_away_from_label(
+                model, images[part].to(context.device), labels[part].to(context.device), eps,
+                steps, generator,
+            ).cpu()
+            for part in batch_slices(len(images), 256)
+        ]  # fmt: skip
     return torch.cat(out)

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,19 @@ class EpochCheckpoint:
             **extra,
         }
         atomic_write(self.path, lambda tmp: torch.save(state, tmp))
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """The model with gradients off for its parameters (inputs can still get gradients), restored
+    afterwards: attacks and defenses that optimise inputs against a fixed network."""
+    flags = [parameter.requires_grad for parameter in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for parameter, flag in zip(model.parameters(), flags, strict=True):
+            parameter.requires_grad_(flag)
 
 
 def remove_workdir(workdir: Path | None) -> None:

@@ -19,6 +19,7 @@ from torch import nn
 
 from plugins.data.tensors import batch_slices
 from plugins.plugin_types import RunContext
+from plugins.training import frozen
 from unlearn_plugin.generator import NOISE_SIZE, TriggerGenerator, apply_trigger, sample_noise
 from unlearn_plugin.mine import MineTrainer, StatisticsNetwork, mutual_information_bound
 
@@ -60,27 +61,26 @@ def train_generator(
     mine = MineTrainer(statistics.to(device), settings.lr)
     optimizer = torch.optim.Adam(trigger_net.parameters(), lr=settings.lr, betas=(0.5, 0.999))
     eps = settings.additive_eps / 255
-    for _ in range(settings.steps):
-        index = torch.randint(0, len(images), (settings.batch_size,), generator=generator)
-        batch = images[index].to(device)
-        noise = sample_noise(len(batch), generator, device)
-        triggers = trigger_net(noise)
-        jitter = torch.randn(triggers.shape, generator=generator).to(device) * settings.noise_std
-        stamped = apply_trigger(
-            batch, (triggers + jitter).clamp(0, 1), settings.trigger, eps, generator
-        )
-        probability = model(stamped).softmax(1)[:, label]
-        entropy = mutual_information_bound(
-            statistics, noise, triggers, sample_noise(len(batch), generator, device)
-        )
-        loss = staircase_hinge(probability, beta) - settings.entropy_weight * entropy
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        fresh = sample_noise(len(batch), generator, device)
-        with torch.no_grad():
-            fresh_triggers = trigger_net(fresh)
-        mine.step(fresh, fresh_triggers, sample_noise(len(batch), generator, device))
+    with frozen(model):
+        for _ in range(settings.steps):
+            index = torch.randint(0, len(images), (settings.batch_size,), generator=generator)
+            batch = images[index].to(device)
+            noise = sample_noise(len(batch), generator, device)
+            triggers = trigger_net(noise)
+            jitter = torch.randn(triggers.shape, generator=generator).to(device)
+            noisy = (triggers + settings.noise_std * jitter).clamp(0, 1)
+            stamped = apply_trigger(batch, noisy, settings.trigger, eps, generator)
+            probability = model(stamped).softmax(1)[:, label]
+            marginal = sample_noise(len(batch), generator, device)
+            entropy = mutual_information_bound(statistics, noise, triggers, marginal)
+            loss = staircase_hinge(probability, beta) - settings.entropy_weight * entropy
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            fresh = sample_noise(len(batch), generator, device)
+            with torch.no_grad():
+                fresh_triggers = trigger_net(fresh)
+            mine.step(fresh, fresh_triggers, sample_noise(len(batch), generator, device))
     return trigger_net.eval()
 
 
@@ -120,8 +120,6 @@ def recover_triggers(
     """The trigger pool (label -> its generators, one per staircase step) and every generator's
     success rate on the held-out images, per label."""
     model.eval()
-    frozen = [parameter.requires_grad for parameter in model.parameters()]
-    model.requires_grad_(False)
     pool, success = {}, {}
     bar = context.progress(total=len(candidates), desc="baeraser scan", unit="label")
     for label in candidates:
@@ -142,6 +140,4 @@ def recover_triggers(
                 )
         bar.update()
     bar.close()
-    for parameter, flag in zip(model.parameters(), frozen, strict=True):
-        parameter.requires_grad_(flag)
     return pool, success
