@@ -129,9 +129,11 @@ def fit(
     context: RunContext,
     name: str,
     after_augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> nn.Module:
     """SGD with momentum and cosine annealing, cross-entropy, crop+flip augmentation;
-    `after_augment(batch, index)` may change each augmented batch (a trigger stamped on top)."""
+    `after_augment(batch, index)` may change each augmented batch (a trigger stamped on top), and
+    `extra_loss(batch)`, called after the model's forward pass on it, adds to the loss (NAD)."""
     device = context.device
     model.to(device)
     optimizer = torch.optim.SGD(
@@ -159,7 +161,10 @@ def fit(
                 batch = random_crop_flip(batch, generator)
             if after_augment is not None:
                 batch = after_augment(batch, index)
-            loss = F.cross_entropy(model(batch.to(device)), labels[index].to(device))
+            batch = batch.to(device)
+            loss = F.cross_entropy(model(batch), labels[index].to(device))
+            if extra_loss is not None:
+                loss = loss + extra_loss(batch)
             check_finite_loss(loss, name, epoch, step, checkpoint.path)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
