@@ -21,6 +21,8 @@ from plugins.models.normalized import unwrap
 from plugins.plugin_types import RunContext
 from plugins.training import check_finite_loss
 
+MAX_GRAD_NORM = 5.0
+
 
 @dataclass(frozen=True)
 class CleanCompactSettings:
@@ -83,15 +85,17 @@ def finetune_on_synthetic(
     context: RunContext,
 ) -> None:  # fmt: skip
     """Cross-entropy on synthetic + adversarial-synthetic images with the original model's labels
-    (clean) and pre-attack labels (adversarial). BatchNorm stays in eval mode: its running
-    statistics are what the synthetic data was made to match."""
+    (clean) and pre-attack labels (adversarial). BatchNorm trains: after clipping and pruning, the
+    layers' outputs no longer match the stored running statistics, and with them frozen the
+    gradients exploded within a few steps (NaN at step 4 on the shared checkpoint). Gradients are
+    also clipped to norm 5."""
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=0.9, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
     generator = context.generator(offset=13)
     steps = -(-len(images) // settings.batch_size)
     bar = context.progress(total=settings.epochs * steps, desc="cc fine-tune", unit="step")
-    model.eval()
+    model.train()
     for epoch in range(settings.epochs):
         for step, index in enumerate(shuffled_batches(len(images), settings.batch_size, generator)):
             batch = random_crop_flip(images[index], generator).to(context.device)
@@ -99,10 +103,12 @@ def finetune_on_synthetic(
             check_finite_loss(loss, "cc", epoch, step, None)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
             optimizer.step()
             bar.update()
         scheduler.step()
     bar.close()
+    model.eval()
 
 
 def clean_and_compact(
