@@ -19,7 +19,7 @@ from compact_plugin.tucker import Tucker2, TuckerConv2d, hosvd
 from plugins.data.tensors import random_crop_flip, shuffled_batches
 from plugins.models.normalized import unwrap
 from plugins.plugin_types import RunContext
-from plugins.training import check_finite_loss
+from plugins.training import EpochCheckpoint, cached, check_finite_loss
 
 MAX_GRAD_NORM = 5.0
 
@@ -93,10 +93,16 @@ def finetune_on_synthetic(
     optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=0.9, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
     generator = context.generator(offset=13)
+    path = context.workdir / "cc.state.pt" if context.workdir else None
+    checkpoint = EpochCheckpoint(path, model, optimizer, scheduler, generator)
+    state = checkpoint.resume(context, settings.epochs)
+    start = state["epoch"] if state else 0
     steps = -(-len(images) // settings.batch_size)
-    bar = context.progress(total=settings.epochs * steps, desc="cc fine-tune", unit="step")
+    bar = context.progress(
+        total=(settings.epochs - start) * steps, desc="cc fine-tune", unit="step"
+    )
     model.train()
-    for epoch in range(settings.epochs):
+    for epoch in range(start, settings.epochs):
         for step, index in enumerate(shuffled_batches(len(images), settings.batch_size, generator)):
             batch = random_crop_flip(images[index], generator).to(context.device)
             loss = F.cross_entropy(model(batch), labels[index].to(context.device))
@@ -107,6 +113,7 @@ def finetune_on_synthetic(
             optimizer.step()
             bar.update()
         scheduler.step()
+        checkpoint.save(epoch + 1)
     bar.close()
     model.eval()
 
@@ -130,19 +137,25 @@ def clean_and_compact(
         lr=settings.synthesis_lr,
         ce_weight=settings.synthesis_ce,
     )
-    synthetic, statistics = synthesize(original, size, num_classes, synthesis, context)
-    labels = predict(original, synthetic, context.device)
-    adversarial = adversarial_copies(
-        original, synthetic, labels, settings.adversarial_eps / 255, settings.adversarial_steps,
-        context,
-    )  # fmt: skip
+
+    def make_data() -> dict:
+        synthetic, statistics = synthesize(original, size, num_classes, synthesis, context)
+        labels = predict(original, synthetic, context.device)
+        adversarial = adversarial_copies(
+            original, synthetic, labels, settings.adversarial_eps / 255,
+            settings.adversarial_steps, context,
+        )  # fmt: skip
+        return {"synthetic": synthetic, "labels": labels, "adversarial": adversarial} | statistics
+
+    data = cached(context, "cc-synthetic", make_data)
+    synthetic, labels, adversarial = data["synthetic"], data["labels"], data["adversarial"]
     landed = torch.bincount(predict(original, adversarial, context.device), minlength=num_classes)
     images = torch.cat([synthetic, adversarial])
     targets = torch.cat([labels, labels])
     finetune_on_synthetic(compact, images, targets, settings, context)
     return compact, {
         "layers": layers,
-        "synthesis": statistics,
+        "synthesis": {key: data[key] for key in ("bn_loss_start", "bn_loss_end")},
         "synthetic_label_counts": torch.bincount(labels, minlength=num_classes).tolist(),
         # In a backdoored model untargeted perturbations pile up in the target class.
         "adversarial_label_counts": landed.tolist(),

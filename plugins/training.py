@@ -49,6 +49,19 @@ def accuracy(model: nn.Module, data: ImageSet, device: torch.device) -> float:
     return float((logits.argmax(1).numpy() == data.labels).mean())
 
 
+def cached(context: RunContext, name: str, compute: Callable[[], dict]) -> dict:
+    """A step's result (a dict of tensors and plain values) saved in the run's work folder, and
+    read back instead of recomputed under `--resume`: resumable work that is not epoch-shaped
+    (synthetic data, one trained generator per label)."""
+    path = context.workdir / f"{name}.pt" if context.workdir else None
+    if context.resume and path is not None and path.exists():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    result = compute()
+    if path is not None:
+        atomic_write(path, lambda tmp: torch.save(result, tmp))
+    return result
+
+
 @dataclass
 class EpochCheckpoint:
     """Everything an interrupted training needs to continue exactly as if it had not stopped:

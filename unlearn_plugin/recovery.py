@@ -19,7 +19,7 @@ from torch import nn
 
 from plugins.data.tensors import batch_slices
 from plugins.plugin_types import RunContext
-from plugins.training import frozen
+from plugins.training import cached, frozen
 from unlearn_plugin.generator import NOISE_SIZE, TriggerGenerator, apply_trigger, sample_noise
 from unlearn_plugin.mine import MineTrainer, StatisticsNetwork, mutual_information_bound
 
@@ -113,6 +113,25 @@ def trigger_success(
     return hits / len(images)
 
 
+def trained_generator(
+    model: nn.Module, images: torch.Tensor, held_out: tuple[torch.Tensor, torch.Tensor],
+    label: int, step: int, settings: RecoverySettings, context: RunContext,
+) -> tuple[TriggerGenerator, float]:  # fmt: skip
+    """The generator of one label and staircase step with its held-out success, kept in the work
+    folder so `--resume` skips the generators already trained."""
+
+    def train() -> dict:
+        beta = settings.staircase[step]
+        net = train_generator(model, images, label, beta, settings, context, 1000 * step + label)
+        rate = trigger_success(model, net, *held_out, label, settings, context)
+        return {"state": net.state_dict(), "success": rate}
+
+    result = cached(context, f"baeraser-label{label}-step{step}", train)
+    net = TriggerGenerator(settings.trigger_shape(tuple(images.shape[2:])), settings.hidden)
+    net.load_state_dict(result["state"])
+    return net.to(context.device).eval(), result["success"]
+
+
 def recover_triggers(
     model: nn.Module, images: torch.Tensor, held_out: tuple[torch.Tensor, torch.Tensor],
     candidates: list[int], settings: RecoverySettings, context: RunContext,
@@ -123,21 +142,16 @@ def recover_triggers(
     pool, success = {}, {}
     bar = context.progress(total=len(candidates), desc="baeraser scan", unit="label")
     for label in candidates:
-        first = train_generator(
-            model, images, label, settings.staircase[0], settings, context, 100 + label
-        )
-        rate = trigger_success(model, first, *held_out, label, settings, context)
+        first, rate = trained_generator(model, images, held_out, label, 0, settings, context)
         success[str(label)] = {f"beta={settings.staircase[0]}": rate}
         if rate >= settings.tau:
             pool[label] = [first]
             for step, beta in enumerate(settings.staircase[1:], start=1):
-                net = train_generator(
-                    model, images, label, beta, settings, context, 1000 * step + label
+                net, rate = trained_generator(
+                    model, images, held_out, label, step, settings, context
                 )
                 pool[label].append(net)
-                success[str(label)][f"beta={beta}"] = trigger_success(
-                    model, net, *held_out, label, settings, context
-                )
+                success[str(label)][f"beta={beta}"] = rate
         bar.update()
     bar.close()
     return pool, success

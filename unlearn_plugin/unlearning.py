@@ -5,7 +5,7 @@
 with t a fresh trigger from the pool and y_t its label. The first term keeps clean inputs right.
 The second ascends the loss of the backdoor (per sample, up to chance level). The third is the
 penalty on parameters drifting from the original where that hurts clean inputs: F is the diagonal
-Fisher information of the clean loss at the original parameters, normalised to mean 1. The issue
+Fisher information of the clean loss at the original parameters, scaled to a maximum of 1. The issue
 calls it the paper's dynamic penalty, with beta / alpha around 100; the paper's text could not be
 read here and the authors' released code has only a static L1 drift term (lambda 1e-6), so this
 weighting is our reading.
@@ -26,7 +26,7 @@ from torch import nn
 
 from plugins.data.tensors import batch_slices
 from plugins.plugin_types import RunContext
-from plugins.training import check_finite_loss
+from plugins.training import EpochCheckpoint, check_finite_loss
 from unlearn_plugin.generator import TriggerGenerator, apply_trigger
 from unlearn_plugin.recovery import RecoverySettings, sample_triggers, trigger_success
 
@@ -45,7 +45,9 @@ class UnlearnSettings:
 def fisher_diagonal(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device
 ) -> list[torch.Tensor]:
-    """Mean squared gradient of the clean loss per parameter, normalised to mean 1."""
+    """Mean squared gradient of the clean loss per parameter, divided by its largest value: with
+    weights in [0, 1], the penalty's step size stays below lr * 2 * beta (a mean-1 scaling let a
+    few high-Fisher weights diverge)."""
     squares = [torch.zeros_like(parameter) for parameter in model.parameters()]
     model.eval()
     for part in batch_slices(len(images), 64):
@@ -53,8 +55,8 @@ def fisher_diagonal(
         gradients = torch.autograd.grad(loss, list(model.parameters()))
         for square, gradient in zip(squares, gradients, strict=True):
             square += gradient.square()
-    mean = torch.cat([square.flatten() for square in squares]).mean().clamp(min=1e-20)
-    return [square / mean for square in squares]
+    largest = torch.cat([square.flatten() for square in squares]).max().clamp(min=1e-20)
+    return [square / largest for square in squares]
 
 
 def drift_penalty(
@@ -89,15 +91,22 @@ def unlearn(
     original = [parameter.detach().clone() for parameter in student.parameters()]
     weights = fisher_diagonal(student, images, labels, device)
     optimizer = torch.optim.SGD(student.parameters(), lr=settings.lr, momentum=0.9)
+    constant = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     generator = context.generator(offset=21)
     targets = sorted(pool)
-    history = []
+    path = context.workdir / "baeraser.state.pt" if context.workdir else None
+    checkpoint = EpochCheckpoint(path, student, optimizer, constant, generator)
+    state = checkpoint.resume(context, settings.steps)
+    start = state["epoch"] if state else 0  # here: steps done, saved at every check
+    history = list(state["history"]) if state else []
     # BatchNorm statistics stay those of the original model (the authors' loop runs in eval mode
     # from its second batch on).
     student.eval()
-    bar = context.progress(total=settings.steps, desc="baeraser unlearn", unit="step")
-    for step in range(settings.steps):
+    bar = context.progress(total=settings.steps - start, desc="baeraser unlearn", unit="step")
+    for step in range(start, settings.steps):
         if step % settings.check_every == 0:
+            if step > start:
+                checkpoint.save(step, history=history)
             success = max(
                 trigger_success(student, net, *held_out, label, recovery, context)
                 for label in targets

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from compact_plugin.cleaning import decompose_and_clip, dense_equivalent
@@ -49,3 +50,37 @@ def test_cc_runs_without_data_and_writes_both_models(nad_checkpoint):
     assert sum(p.numel() for p in small.model.parameters()) == cost["after"]["parameters"]
     images = torch.rand(4, 3, 32, 32)
     assert torch.allclose(small.model(images), dense.model(images), atol=1e-4)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_fine_tuning_resumes_to_the_same_weights(tmp_path):
+    from compact_plugin.cleaning import CleanCompactSettings, finetune_on_synthetic
+    from plugins.plugin_types import RunContext
+
+    images, labels = torch.rand(64, 3, 16, 16), torch.randint(0, 10, (64,))
+    settings = CleanCompactSettings(epochs=3, batch_size=32)
+    cpu = torch.device("cpu")
+    whole = tiny_wideresnet()
+    finetune_on_synthetic(whole, images, labels, settings, RunContext(cpu, 2))
+
+    hooked, calls = tiny_wideresnet(), {"n": 0}
+
+    def interrupt(module, inputs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # 2 steps per epoch: the second step of epoch 2
+            raise Interrupt
+
+    handle = hooked.register_forward_pre_hook(interrupt)
+    with pytest.raises(Interrupt):
+        finetune_on_synthetic(
+            hooked, images, labels, settings, RunContext(cpu, 2, workdir=tmp_path)
+        )
+    handle.remove()
+    resumed = tiny_wideresnet(seed=5)
+    context = RunContext(cpu, 2, workdir=tmp_path, resume=True)
+    finetune_on_synthetic(resumed, images, labels, settings, context)
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key

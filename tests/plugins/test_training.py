@@ -39,3 +39,21 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     resumed = fit(tiny_wideresnet(seed=99), data, SETTINGS, resumed_context, "t")
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_cached_step_is_read_back_only_under_resume(tmp_path):
+    from plugins.training import cached
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.arange(3), "score": 0.5}
+
+    first = cached(RunContext(torch.device("cpu"), 0, workdir=tmp_path), "step", compute)
+    again = cached(
+        RunContext(torch.device("cpu"), 0, workdir=tmp_path, resume=True), "step", compute
+    )
+    assert len(calls) == 1 and torch.equal(again["x"], first["x"]) and again["score"] == 0.5
+    cached(RunContext(torch.device("cpu"), 0, workdir=tmp_path), "step", compute)
+    assert len(calls) == 2

@@ -3,6 +3,9 @@ original parameters."""
 
 from __future__ import annotations
 
+import copy
+
+import pytest
 import torch
 
 from plugins.plugin_types import RunContext
@@ -17,7 +20,7 @@ def test_penalty_is_zero_at_the_original_parameters_and_grows_with_drift():
     model = tiny_wideresnet()
     images, labels = torch.rand(32, 3, 16, 16), torch.randint(0, 10, (32,))
     weights = fisher_diagonal(model, images, labels, torch.device("cpu"))
-    assert torch.isclose(torch.cat([w.flatten() for w in weights]).mean(), torch.tensor(1.0))
+    assert torch.cat([w.flatten() for w in weights]).max() == 1.0
     original = [p.detach().clone() for p in model.parameters()]
     assert drift_penalty(model, original, weights).item() == 0
     with torch.no_grad():
@@ -52,3 +55,41 @@ def test_gradient_ascent_lowers_the_target_probability_on_triggered_inputs():
     assert target_probability(victim) > 0.9
     assert target_probability(purified) < 0.5
     assert history[0]["recovered_trigger_success"] > 0.9
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_unlearning_resumes_to_the_same_weights(tmp_path):
+    torch.manual_seed(0)
+    base = PatchVictim(strength=12.0).eval()
+    white = TriggerGenerator((3, 3, 3), hidden=16).eval()
+    with torch.no_grad():
+        white.out.weight.zero_()
+        white.out.bias.fill_(10.0)
+    images, labels = torch.rand(64, 3, 16, 16) * 0.6, torch.randint(0, 10, (64,))
+    held_out = (torch.rand(32, 3, 16, 16) * 0.6, torch.randint(0, 10, (32,)))
+    data = ({5: [white]}, (images, labels), held_out, RecoverySettings(hidden=16))
+    settings = UnlearnSettings(steps=30, lr=0.005, batch_size=16, stop_success=-1.0, check_every=5)
+    cpu = torch.device("cpu")
+    whole, history = unlearn(base, *data, settings, RunContext(cpu, 1))
+
+    hooked = copy.deepcopy(base)
+    calls = {"n": 0}
+
+    def interrupt(module, inputs):
+        calls["n"] += 1
+        if calls["n"] == 40:
+            raise Interrupt
+
+    hooked.register_forward_pre_hook(interrupt)
+    with pytest.raises(Interrupt):
+        unlearn(hooked, *data, settings, RunContext(cpu, 1, workdir=tmp_path))
+    assert (tmp_path / "baeraser.state.pt").exists()
+    resumed, again = unlearn(
+        base, *data, settings, RunContext(cpu, 1, workdir=tmp_path, resume=True)
+    )
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    assert again == history
