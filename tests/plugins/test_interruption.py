@@ -26,7 +26,12 @@ def purify(model: Path, data: Path, plugin: str, out: Path, *extra: str) -> list
 
 
 def interrupt_after_first_epoch(command: list[str], state: Path, sent: int) -> tuple[int, str]:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and Python then
+        # keeps ignoring it; the child gets the default so Ctrl-C is what is tested.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.monotonic() + 120
     while not state.exists():
         assert process.poll() is None, process.communicate()
