@@ -50,11 +50,9 @@ class PurifyGroup(DefaultGroup):
         except click.Abort:  # a RuntimeError too, so before the memory check below
             click.echo("Interrupted. Re-run the same command with --resume to continue.", err=True)
             sys.exit(130)
-        except (torch.OutOfMemoryError, MemoryError) as error:
-            click.echo(f"Error: {_out_of_memory(error)}", err=True)
-            sys.exit(2)
-        except RuntimeError as error:
-            if "can't allocate memory" not in str(error):
+        except (MemoryError, RuntimeError) as error:
+            out_of_memory = isinstance(error, (torch.OutOfMemoryError, MemoryError))
+            if not (out_of_memory or "can't allocate memory" in str(error)):
                 raise
             click.echo(f"Error: {_out_of_memory(error)}", err=True)
             sys.exit(2)
