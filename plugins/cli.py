@@ -406,6 +406,7 @@ def eval_command(
     metavar="KEY=VALUE",
     help="set an attack option, e.g. -o target=5 (repeatable)",
 )
+@click.option("--resume", is_flag=True, help="continue an interrupted training from its last epoch")
 @click.option("--overwrite", is_flag=True, help="replace an existing output file")
 @common_options
 @click.pass_context
@@ -418,6 +419,7 @@ def attack_command(
 
     settings = _plugin_settings(ctx, kwargs, option_pairs)
     context = _context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
+    context.resume = kwargs.pop("resume")
     schedule = {
         key: value if kwargs[key] is None else kwargs[key]
         for key, value in PROFILES[kwargs["profile"]].items()
@@ -434,6 +436,52 @@ def attack_command(
     )
     metrics = train_backdoored(request, context)
     click.echo(metrics_table({kwargs["out"].name: metrics}))
+
+
+@cli.command(name="bench")
+@click.argument("grid", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="results folder (default: the grid file's name without .toml, beside it)",
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="auto (GPU when present), cpu, cuda:N"
+)
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+def bench_command(grid: Path, out: Path | None, device: str, quiet: bool) -> None:
+    """Run every defense of a GRID file (TOML) on every model and seed it lists; write
+    results.csv, results.json, results.md and, when matplotlib is installed, PNG plots.
+    Re-running skips finished cells and resumes started ones; seeds come from the grid."""
+    from plugins.bench.grid import load_grid
+    from plugins.bench.plots import matplotlib_available, write_plots
+    from plugins.bench.results import collect_rows, write_markdown, write_rows
+    from plugins.bench.runner import run_grid
+
+    spec = load_grid(grid)
+    resolve_device(device)
+    out = out or grid.with_suffix("")
+    out.mkdir(parents=True, exist_ok=True)
+    context = RunContext(device=torch.device("cpu"), seed=0, quiet=quiet)
+    try:
+        failures = run_grid(spec, out, device, context)
+    except KeyboardInterrupt:
+        click.echo("Interrupted. Re-run the same command: finished cells are kept.", err=True)
+        sys.exit(130)
+    rows = collect_rows(spec, out)
+    written = [*write_rows(rows, out), write_markdown(spec, rows, out)]
+    if matplotlib_available():
+        written += write_plots(spec, rows, out)
+    else:
+        click.echo("no PNG plots: matplotlib is missing (pip install 'purify-backdoor[plot]')")
+    click.echo((out / "results.md").read_text())
+    click.echo("wrote " + ", ".join(str(path) for path in written))
+    if failures:
+        first = failures[0]
+        raise PurifyError(
+            f"{len(failures)} bench job(s) failed, first {first.what}: {first.reason} (log: "
+            f"{first.log}); fix it and re-run the same command"
+        )
 
 
 get_manager().hook.register_commands(cli=cli)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
 from torch import nn
 
+from plugins.atomic import write_json_atomic
 from plugins.data.imageset import ImageSet
+from plugins.data.loading import cache_dir
 from plugins.manager import collect
 from plugins.plugin_types import AttackSpec, EvalJob, RunContext, TriggeredSet
 
@@ -25,6 +32,22 @@ def evaluate_model(
     for entry in collect("evaluator").values():
         job = EvalJob(model, test, attack, context, reference=reference, triggered=triggered)
         metrics.update(entry.item.evaluate(job))
+    return metrics
+
+
+def cached_evaluation(identity: dict[str, Any], compute: Callable[[], dict]) -> dict[str, float]:
+    """Metrics of an unchanged model on unchanged data, read back instead of recomputed: every
+    defense run on one checkpoint starts by evaluating it, which on a CPU takes longer than some
+    defenses. `identity` must pin everything the metrics depend on (model file digest, data
+    fingerprint, attack); the installed evaluators and their versions are added here."""
+    evaluators = [[e.item.name, e.package, e.version] for e in collect("evaluator").values()]
+    key = json.dumps({**identity, "evaluators": evaluators}, sort_keys=True, default=str)
+    path = cache_dir() / "evaluations" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    if path.exists():
+        return json.loads(path.read_text())["metrics"]
+    metrics = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"identity": json.loads(key), "metrics": metrics})
     return metrics
 
 

@@ -27,7 +27,7 @@ from plugins.checkpoints import (
 from plugins.data.clean_subset import clean_subset
 from plugins.data.loading import open_data
 from plugins.errors import PurifyError
-from plugins.evaluation import defense_effectiveness_rating, evaluate_model
+from plugins.evaluation import cached_evaluation, defense_effectiveness_rating, evaluate_model
 from plugins.manager import collect, lookup
 from plugins.options import resolve_options
 from plugins.plugin_types import DefenseJob, RunContext
@@ -102,7 +102,16 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
     triggered = loaded.triggered
     before = None
     if test is not None:
-        before = evaluate_model(original, test, attack, context, triggered=triggered)
+        identity = {
+            "model_sha256": file_sha256(request.model_path),
+            "format": adapter.name,
+            "test": test.fingerprint(),
+            "attack": None if attack is None else spec_record(attack),
+            "device": context.device.type,
+        }
+        before = cached_evaluation(
+            identity, lambda: evaluate_model(original, test, attack, context, triggered=triggered)
+        )
 
     context.workdir = out.with_name(out.name + ".work")
     context.workdir.mkdir(exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,12 @@ class ImageSet:
     @property
     def size(self) -> tuple[int, int]:
         return int(self.images.shape[1]), int(self.images.shape[2])
+
+    def fingerprint(self) -> str:
+        """A digest of the pixels and labels: identifies the data by content, not by path."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.images).data)
+        digest.update(self.labels.astype(np.int64).tobytes())
+        return digest.hexdigest()
 
     def subset(self, indices: np.ndarray) -> ImageSet:
         return ImageSet(self.images[indices], self.labels[indices], self.classes)

@@ -1,0 +1,117 @@
+"""The grid's results: one row per finished cell (CSV and JSON), and a Markdown summary with
+mean +- std over seeds, rows per model, one column per defense, the undefended model first."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from plugins.atomic import atomic_write, write_json_atomic
+from plugins.bench.grid import Grid
+from plugins.bench.runner import cell_path, cells, report_of
+
+COLUMNS = (
+    "model", "defense", "plugin", "seed", "clean_acc_before", "asr_before", "clean_acc", "asr",
+    "robust_acc", "der", "functionality_l2", "agreement", "parameters", "defense_time_s",
+    "wall_time_s", "peak_rss_mib",
+)  # fmt: skip
+
+
+def collect_rows(grid: Grid, out: Path) -> list[dict[str, Any]]:
+    rows = []
+    for cell in cells(grid):
+        path = report_of(cell_path(cell, out))
+        if not path.exists():
+            continue
+        report = json.loads(path.read_text())
+        metrics = report.get("metrics") or {}
+        before, after = metrics.get("before", {}), metrics.get("after", {})
+        rows.append(
+            {
+                "model": cell.model.name,
+                "defense": cell.defense.name,
+                "plugin": cell.defense.plugin,
+                "seed": cell.seed,
+                "clean_acc_before": before.get("clean_acc"),
+                "asr_before": before.get("asr"),
+                "clean_acc": after.get("clean_acc"),
+                "asr": after.get("asr"),
+                "robust_acc": after.get("robust_acc"),
+                "der": metrics.get("der"),
+                "functionality_l2": after.get("functionality_l2"),
+                "agreement": after.get("agreement"),
+                "parameters": after.get("parameters"),
+                "defense_time_s": report.get("defense_time_s"),
+                "wall_time_s": report.get("wall_time_s"),
+                "peak_rss_mib": report.get("peak_rss_mib"),
+            }
+        )
+    return rows
+
+
+def write_rows(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    csv_path, json_path = out / "results.csv", out / "results.json"
+    atomic_write(csv_path, lambda tmp: Path(tmp).write_text(buffer.getvalue()))
+    write_json_atomic(json_path, rows)
+    return [csv_path, json_path]
+
+
+def _spread(values: list[float], scale: float, digits: int) -> str:
+    mean = statistics.fmean(values) * scale
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def _pair(rows: list[dict[str, Any]], acc: str, asr: str) -> str:
+    """'clean / ASR' in percent, mean +- std over the rows (seeds)."""
+    accs = [row[acc] for row in rows if row[acc] is not None]
+    asrs = [row[asr] for row in rows if row[asr] is not None]
+    if not accs:
+        return "-"
+    return _spread(accs, 100, 2) + " / " + (_spread(asrs, 100, 2) if asrs else "-")
+
+
+def markdown(grid: Grid, rows: list[dict[str, Any]]) -> str:
+    defenses = [defense.name for defense in grid.defenses]
+    seeds = ", ".join(map(str, grid.seeds))
+    lines = [
+        f"Clean accuracy / ASR in %, mean ± std over seeds ({seeds}) where there are several.",
+        "",
+        "| model | no defense | " + " | ".join(defenses) + " |",
+        "|---" * (len(defenses) + 2) + "|",
+    ]
+    for model in grid.models:
+        mine = [row for row in rows if row["model"] == model.name]
+        cells = [_pair(mine, "clean_acc_before", "asr_before")]
+        for defense in defenses:
+            cells.append(_pair([r for r in mine if r["defense"] == defense], "clean_acc", "asr"))
+        lines.append(f"| {model.name} | " + " | ".join(cells) + " |")
+    lines += ["", "Defense time in seconds (mean over seeds).", ""]
+    lines += ["| model | " + " | ".join(defenses) + " |", "|---" * (len(defenses) + 1) + "|"]
+    for model in grid.models:
+        times = []
+        for defense in defenses:
+            mine = [
+                r["defense_time_s"]
+                for r in rows
+                if r["model"] == model.name and r["defense"] == defense
+            ]
+            times.append(f"{statistics.fmean(mine):.0f}" if mine else "-")
+        lines.append(f"| {model.name} | " + " | ".join(times) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(grid: Grid, rows: list[dict[str, Any]], out: Path) -> Path:
+    path = out / "results.md"
+    text = markdown(grid, rows)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return path

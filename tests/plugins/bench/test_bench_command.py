@@ -1,0 +1,79 @@
+"""`purify bench` end to end on a tiny grid: a given checkpoint and an attack-trained one, two
+defenses, two seeds; CSV, JSON, Markdown and PNG out; a re-run skips finished cells; a failing
+cell is named while the others finish."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from plugins.bench.plots import matplotlib_available
+from tests.plugins.test_cli import assert_one_line_error, invoke
+
+GRID = """
+data = "{data}"
+ratio = 0.5
+seeds = [0, 1]
+
+[models.given]
+checkpoint = "{checkpoint}"
+attack = "badnet:pattern=grid,target=5"
+
+[models.trained]
+train = "badnet"
+options = {{ target = 3, pattern = "grid" }}
+epochs = 1
+n_train = 100
+
+[defenses.finetune]
+options = {{ epochs = 1 }}
+
+[defenses.clp]
+"""
+
+
+@pytest.fixture
+def grid(tmp_path, tiny_data, nad_checkpoint):
+    path = tmp_path / "tiny.toml"
+    path.write_text(GRID.format(data=tiny_data, checkpoint=nad_checkpoint))
+    return path
+
+
+def test_bench_runs_the_grid_and_writes_every_output(grid):
+    result = invoke("bench", grid, "--device", "cpu", "-q")
+    assert result.exit_code == 0, result.output
+    out = grid.with_suffix("")
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 8
+    assert {(r["model"], r["defense"], r["seed"]) for r in rows} == {
+        (m, d, s) for m in ("given", "trained") for d in ("finetune", "clp") for s in ("0", "1")
+    }
+    assert all(0 <= float(r["asr"]) <= 1 and float(r["peak_rss_mib"]) > 0 for r in rows)
+    assert json.loads((out / "results.json").read_text())[0]["model"] == "given"
+    table = (out / "results.md").read_text()
+    assert "| model | no defense | finetune | clp |" in table and " ± " in table
+    assert (out / "models" / "trained.pth.tar").exists()
+    if matplotlib_available():
+        for name in ("asr_vs_clean.png", "time.png"):
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    stamp = (out / "cells" / "given" / "clp-seed0.pth.tar").stat().st_mtime_ns
+    again = invoke("bench", grid, "--device", "cpu", "-q")
+    assert again.exit_code == 0, again.output
+    assert (out / "cells" / "given" / "clp-seed0.pth.tar").stat().st_mtime_ns == stamp
+    assert list(csv.DictReader((out / "results.csv").open())) == rows
+
+
+def test_a_failing_cell_is_named_and_the_rest_still_run(tmp_path, tiny_data, nad_checkpoint):
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        f'data = "{tiny_data}"\nratio = 0.5\n[models.m]\ncheckpoint = "{nad_checkpoint}"\n'
+        '[defenses.broken]\nplugin = "finetune"\noptions = { no_such_option = 1 }\n'
+        "[defenses.clp]\n"
+    )
+    result = invoke("bench", path, "--device", "cpu", "-q")
+    assert_one_line_error(result, "m/broken/seed0", "unknown option 'no_such_option'", ".log")
+    rows = list(csv.DictReader((tmp_path / "bad" / "results.csv").open()))
+    assert [r["defense"] for r in rows] == ["clp"]

@@ -1,0 +1,62 @@
+"""Grid files: paths relative to the grid, and one clear error per mistake."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugins.bench.grid import load_grid
+from plugins.errors import PurifyError
+
+GOOD = """
+data = "data"
+seeds = [0, 1]
+[models.given]
+checkpoint = "m.pth.tar"
+attack = "badnet:target=5"
+[models.trained]
+train = "blended"
+options = { target = 3 }
+epochs = 2
+[defenses.finetune]
+options = { epochs = 1 }
+[defenses.short-medic]
+plugin = "medic"
+"""
+
+
+def test_paths_are_relative_to_the_grid_and_keys_name_plugins(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(GOOD)
+    grid = load_grid(path)
+    assert grid.data == tmp_path / "data" and grid.seeds == (0, 1) and grid.ratio == 0.05
+    given, trained = grid.models
+    assert given.checkpoint == tmp_path / "m.pth.tar" and given.attack == "badnet:target=5"
+    assert trained.train == "blended" and trained.options == {"target": 3} and trained.epochs == 2
+    assert [(d.name, d.plugin) for d in grid.defenses] == [
+        ("finetune", "finetune"),
+        ("short-medic", "medic"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("data = [", "not valid TOML"),
+        ("models = {}\ndefenses = {}", "has no `data`"),
+        ('data = "d"\nseeds = []\nmodels = {}\ndefenses = {}', "`seeds` must be a list"),
+        ('data = "d"\nepochs = 3\nmodels = {}\ndefenses = {}', "unknown key 'epochs'"),
+        ('data = "d"\ndefenses = {}\n[models.m]\narch = "wrn16-1"', "exactly one of"),
+        ('data = "d"\ndefenses = {}\n[models.m]\ntrain = "a"\ncheckpoint = "c"', "exactly one"),
+        ('data = "d"\nmodels = {}\n[defenses.f]\nlr = 1', "defense 'f': unknown key 'lr'"),
+    ],
+)
+def test_mistakes_are_named(tmp_path, text, message):
+    path = tmp_path / "grid.toml"
+    path.write_text(text)
+    with pytest.raises(PurifyError, match=message):
+        load_grid(path)
+
+
+def test_missing_grid_file_is_named(tmp_path):
+    with pytest.raises(PurifyError, match="does not exist"):
+        load_grid(tmp_path / "nope.toml")

@@ -1,0 +1,39 @@
+"""The Markdown summary: mean ± std over seeds, the undefended model first, gaps shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plugins.bench.grid import DefenseSpec, Grid, ModelSpec
+from plugins.bench.results import markdown
+
+
+def row(model, defense, seed, acc, asr, time=10.0):
+    return {
+        "model": model, "defense": defense, "seed": seed, "clean_acc_before": 0.8,
+        "asr_before": 1.0, "clean_acc": acc, "asr": asr, "defense_time_s": time,
+    }  # fmt: skip
+
+
+def test_mean_and_std_over_seeds_per_defense():
+    grid = Grid(
+        path=Path("g.toml"),
+        data=Path("d"),
+        ratio=0.05,
+        n_clean=None,
+        seeds=(0, 1),
+        models=(ModelSpec("m", checkpoint=Path("m")), ModelSpec("other", checkpoint=Path("o"))),
+        defenses=(DefenseSpec("ft", "finetune"), DefenseSpec("clp", "clp")),
+    )
+    rows = [row("m", "ft", 0, 0.70, 0.10, 4.0), row("m", "ft", 1, 0.74, 0.20, 6.0)]
+    rows += [row("m", "clp", 0, 0.79, 0.05), row("m", "clp", 1, 0.79, 0.05)]
+    text = markdown(grid, rows)
+    lines = text.splitlines()
+    assert "| model | no defense | ft | clp |" in lines
+    expected = (
+        "| m | 80.00 ± 0.00 / 100.00 ± 0.00 | 72.00 ± 2.83 / 15.00 ± 7.07 | "
+        "79.00 ± 0.00 / 5.00 ± 0.00 |"
+    )
+    assert expected in lines
+    assert "| other | - | - | - |" in lines
+    assert "| m | 5 | 10 |" in lines
