@@ -12,7 +12,7 @@ from typing import Any
 
 from plugins.atomic import atomic_write, write_json_atomic
 from plugins.bench.grid import Grid
-from plugins.bench.runner import cell_path, cells, report_of
+from plugins.bench.runner import cell_path, cells, finished, report_of
 
 COLUMNS = (
     "model", "defense", "plugin", "seed", "clean_acc_before", "asr_before", "clean_acc", "asr",
@@ -24,10 +24,9 @@ COLUMNS = (
 def collect_rows(grid: Grid, out: Path) -> list[dict[str, Any]]:
     rows = []
     for cell in cells(grid):
-        path = report_of(cell_path(cell, out))
-        if not path.exists():
+        if not finished(cell, grid, out):
             continue
-        report = json.loads(path.read_text())
+        report = json.loads(report_of(cell_path(cell, out)).read_text())
         metrics = report.get("metrics") or {}
         before, after = metrics.get("before", {}), metrics.get("after", {})
         rows.append(

@@ -1,7 +1,7 @@
 """Running a grid: each attack model is trained once and each (model, defense, seed) cell is one
 `purify` process, so a cell's peak memory is its own, a crash stays in its cell, and the exact
-command is in its log. Finished work (a report on disk) is skipped on a re-run; started work
-continues with `--resume`."""
+command is in its log. Finished work (a report on disk from the same command) is skipped on a
+re-run; started work continues with `--resume`."""
 
 from __future__ import annotations
 
@@ -93,6 +93,28 @@ def cell_command(cell: Cell, grid: Grid, out: Path, device: str, resume: bool) -
     return command + (["--resume"] if resume else [])
 
 
+def _signature(arguments: list[str]) -> str:
+    """What decides a cell's result: its command without --resume and --device."""
+    kept = [a for a in arguments if a != "--resume"]
+    if "--device" in kept:
+        at = kept.index("--device")
+        del kept[at : at + 2]
+    return " ".join(kept)
+
+
+def finished(cell: Cell, grid: Grid, out: Path) -> bool:
+    """A report exists and came from the command the grid asks for now: a cell whose defense
+    options (or data, ratio, model) were edited in the grid since is run again."""
+    path = cell_path(cell, out)
+    log = path.with_name(path.name + ".log")
+    if not (report_of(path).exists() and log.exists()):
+        return False
+    with log.open() as handle:
+        recorded = handle.readline().removeprefix("$ purify ").rstrip("\n").split(" ")
+    wanted = cell_command(cell, grid, out, "auto", resume=False)
+    return _signature(recorded) == _signature(wanted)
+
+
 def _run_logged(arguments: list[str], log: Path) -> str | None:
     """Run `purify ARGUMENTS` with its output in `log`; None on success, else the error line."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +136,7 @@ def _run_logged(arguments: list[str], log: Path) -> str | None:
 def run_grid(grid: Grid, out: Path, device: str, context: RunContext) -> list[Failure]:
     """Train missing attack models, then run every unfinished cell; returns what failed."""
     trained = [m for m in grid.models if m.train and not model_path(m, out).exists()]
-    todo = [cell for cell in cells(grid) if not report_of(cell_path(cell, out)).exists()]
+    todo = [cell for cell in cells(grid) if not finished(cell, grid, out)]
     failures: list[Failure] = []
     broken: set[str] = set()
     bar = context.progress(total=len(trained) + len(todo), desc="bench", unit="job")

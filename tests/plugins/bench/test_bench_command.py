@@ -1,6 +1,7 @@
 """`purify bench` end to end on a tiny grid: a given checkpoint and an attack-trained one, two
-defenses, two seeds; CSV, JSON, Markdown and PNG out; a re-run skips finished cells; a failing
-cell is named while the others finish."""
+defenses, two seeds; CSV, JSON, Markdown and PNG out; a re-run skips finished cells and re-runs
+the cells of a defense whose options were edited; a failing cell is named while the others
+finish."""
 
 from __future__ import annotations
 
@@ -64,6 +65,15 @@ def test_bench_runs_the_grid_and_writes_every_output(grid):
     assert again.exit_code == 0, again.output
     assert (out / "cells" / "given" / "clp-seed0.pth.tar").stat().st_mtime_ns == stamp
     assert list(csv.DictReader((out / "results.csv").open())) == rows
+
+    tuned = (out / "cells" / "given" / "finetune-seed0.pth.tar").stat().st_mtime_ns
+    grid.write_text(
+        grid.read_text().replace("[defenses.clp]", "[defenses.clp]\noptions = { u = 2.5 }")
+    )
+    edited = invoke("bench", grid, "--device", "cpu", "-q")
+    assert edited.exit_code == 0, edited.output
+    assert (out / "cells" / "given" / "clp-seed0.pth.tar").stat().st_mtime_ns != stamp
+    assert (out / "cells" / "given" / "finetune-seed0.pth.tar").stat().st_mtime_ns == tuned
 
 
 def test_a_failing_cell_is_named_and_the_rest_still_run(tmp_path, tiny_data, nad_checkpoint):
