@@ -90,7 +90,9 @@ def markdown(grid: Grid, rows: list[dict[str, Any]]) -> str:
     ]
     for model in grid.models:
         mine = [row for row in rows if row["model"] == model.name]
-        cells = [_pair(mine, "clean_acc_before", "asr_before")]
+        # Every defense of a seed starts from the same model: one "before" per seed.
+        per_seed = list({row["seed"]: row for row in mine}.values())
+        cells = [_pair(per_seed, "clean_acc_before", "asr_before")]
         for defense in defenses:
             cells.append(_pair([r for r in mine if r["defense"] == defense], "clean_acc", "asr"))
         lines.append(f"| {model.name} | " + " | ".join(cells) + " |")

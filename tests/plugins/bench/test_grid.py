@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from plugins.bench.grid import load_grid
@@ -60,3 +62,19 @@ def test_mistakes_are_named(tmp_path, text, message):
 def test_missing_grid_file_is_named(tmp_path):
     with pytest.raises(PurifyError, match="does not exist"):
         load_grid(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("name", ["cifar10_small.toml", "cifar10_paper.toml", "wanet_small.toml"])
+def test_shipped_grids_name_installed_plugins_and_their_options(name):
+    from plugins.attack_spec import attack_options
+    from plugins.manager import collect
+    from plugins.options import resolve_options
+
+    grid = load_grid(Path(__file__).resolve().parents[3] / "benchmarks" / name)
+    defenses, attacks = collect("defense"), collect("attack")
+    for defense in grid.defenses:
+        declared = defenses[defense.plugin].item.options
+        resolve_options(declared, defense.options, defense.name)
+    for model in grid.models:
+        if model.train:
+            resolve_options(attack_options(attacks[model.train].item), model.options, model.name)

@@ -27,13 +27,29 @@ def test_mean_and_std_over_seeds_per_defense():
     )
     rows = [row("m", "ft", 0, 0.70, 0.10, 4.0), row("m", "ft", 1, 0.74, 0.20, 6.0)]
     rows += [row("m", "clp", 0, 0.79, 0.05), row("m", "clp", 1, 0.79, 0.05)]
+    for seed_one in rows[1::2]:
+        seed_one["clean_acc_before"] = 0.82  # every defense of a seed sees the same model
     text = markdown(grid, rows)
     lines = text.splitlines()
     assert "| model | no defense | ft | clp |" in lines
     expected = (
-        "| m | 80.00 ± 0.00 / 100.00 ± 0.00 | 72.00 ± 2.83 / 15.00 ± 7.07 | "
+        "| m | 81.00 ± 1.41 / 100.00 ± 0.00 | 72.00 ± 2.83 / 15.00 ± 7.07 | "
         "79.00 ± 0.00 / 5.00 ± 0.00 |"
     )
     assert expected in lines
     assert "| other | - | - | - |" in lines
     assert "| m | 5 | 10 |" in lines
+
+
+def test_one_seed_shows_no_spread():
+    grid = Grid(
+        path=Path("g.toml"),
+        data=Path("d"),
+        ratio=0.05,
+        n_clean=None,
+        seeds=(0,),
+        models=(ModelSpec("m", checkpoint=Path("m")),),
+        defenses=(DefenseSpec("ft", "finetune"), DefenseSpec("clp", "clp")),
+    )
+    rows = [row("m", "ft", 0, 0.70, 0.10), row("m", "clp", 0, 0.79, 0.05)]
+    assert "| m | 80.00 / 100.00 | 70.00 / 10.00 | 79.00 / 5.00 |" in markdown(grid, rows)
