@@ -15,16 +15,20 @@ def row(model, defense, seed, acc, asr, time=10.0):
     }  # fmt: skip
 
 
-def test_mean_and_std_over_seeds_per_defense():
-    grid = Grid(
+def grid_of(seeds: tuple[int, ...], models: tuple[str, ...]) -> Grid:
+    return Grid(
         path=Path("g.toml"),
         data=Path("d"),
         ratio=0.05,
         n_clean=None,
-        seeds=(0, 1),
-        models=(ModelSpec("m", checkpoint=Path("m")), ModelSpec("other", checkpoint=Path("o"))),
+        seeds=seeds,
+        models=tuple(ModelSpec(name, checkpoint=Path(name)) for name in models),
         defenses=(DefenseSpec("ft", "finetune"), DefenseSpec("clp", "clp")),
     )
+
+
+def test_mean_and_std_over_seeds_per_defense():
+    grid = grid_of(seeds=(0, 1), models=("m", "other"))
     rows = [row("m", "ft", 0, 0.70, 0.10, 4.0), row("m", "ft", 1, 0.74, 0.20, 6.0)]
     rows += [row("m", "clp", 0, 0.79, 0.05), row("m", "clp", 1, 0.79, 0.05)]
     for seed_one in rows[1::2]:
@@ -42,14 +46,6 @@ def test_mean_and_std_over_seeds_per_defense():
 
 
 def test_one_seed_shows_no_spread():
-    grid = Grid(
-        path=Path("g.toml"),
-        data=Path("d"),
-        ratio=0.05,
-        n_clean=None,
-        seeds=(0,),
-        models=(ModelSpec("m", checkpoint=Path("m")),),
-        defenses=(DefenseSpec("ft", "finetune"), DefenseSpec("clp", "clp")),
-    )
+    grid = grid_of(seeds=(0,), models=("m",))
     rows = [row("m", "ft", 0, 0.70, 0.10), row("m", "clp", 0, 0.79, 0.05)]
     assert "| m | 80.00 / 100.00 | 70.00 / 10.00 | 79.00 / 5.00 |" in markdown(grid, rows)
