@@ -23,8 +23,8 @@ from plugins.evaluation import evaluate_model
 from plugins.manager import lookup
 from plugins.models.registry import build_model
 from plugins.plugin_types import InputConvention, LoadedModel, RunContext
-from plugins.report import build_report
-from plugins.training import TrainSettings, fit, remove_workdir
+from plugins.report import build_report, report_path_for
+from plugins.training import TrainSettings, fit, remove_workdir, workdir_for
 
 # Training schedules: `small` fits in minutes on 2 CPU cores, `paper` follows the NAD/MEDIC setting.
 # A short schedule cannot learn a small trigger that random crops move and flips mirror, so the
@@ -79,7 +79,7 @@ def train_backdoored(request: TrainRequest, context: RunContext) -> dict[str, fl
     hook = stamp_after_augment(spec, chosen, len(poisoned)) if late else None
     model = build_model(request.arch, train.num_classes)
     settings = TrainSettings(epochs=request.epochs, lr=request.lr, batch_size=request.batch_size)
-    context.workdir = request.out.with_name(request.out.name + ".work")
+    context.workdir = workdir_for(request.out)
     context.workdir.mkdir(exist_ok=True)
     fit(model, poisoned, settings, context, name=f"train-{spec.attack.name}", after_augment=hook)
     metrics = evaluate_model(model, splits.test, spec, context) if splits.test else {}
@@ -94,7 +94,7 @@ def train_backdoored(request: TrainRequest, context: RunContext) -> dict[str, fl
     )
     save_checkpoint(adapter, loaded, model, request.out)
     write_json_atomic(
-        request.out.with_name(request.out.name + ".report.json"),
+        report_path_for(request.out),
         build_report(
             attack=spec_record(spec),
             arch=request.arch,

@@ -134,11 +134,10 @@ def _context(seed: int, device: str, quiet: bool) -> RunContext:
     return RunContext(device=resolve_device(device), seed=seed, quiet=quiet)
 
 
-def common_options(func: Any) -> Any:
-    """Flags every job takes: reproducibility, device and verbosity."""
+def device_options(func: Any) -> Any:
+    """Where work runs and whether it shows progress."""
     for decorator in reversed(
         (
-            click.option("--seed", type=int, default=0, show_default=True, help="random seed"),
             click.option(
                 "--device",
                 default="auto",
@@ -150,6 +149,13 @@ def common_options(func: Any) -> Any:
     ):
         func = decorator(func)
     return func
+
+
+def common_options(func: Any) -> Any:
+    """Flags every job takes: reproducibility, device and verbosity."""
+    return click.option("--seed", type=int, default=0, show_default=True, help="random seed")(
+        device_options(func)
+    )
 
 
 def checkpoint_options(func: Any) -> Any:
@@ -238,7 +244,8 @@ def run(
 ) -> None:
     """Purify MODEL with a defense plugin and write the result in the same format."""
     from plugins.evaluation import metrics_table
-    from plugins.purification import PurifyRequest, purify_checkpoint, report_path_for
+    from plugins.purification import PurifyRequest, purify_checkpoint
+    from plugins.report import report_path_for
 
     settings = _plugin_settings(ctx, kwargs, option_pairs)
     context = _context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
@@ -445,14 +452,12 @@ def attack_command(
     type=click.Path(path_type=Path),
     help="results folder (default: the grid file's name without .toml, beside it)",
 )
-@click.option(
-    "--device", default="auto", show_default=True, help="auto (GPU when present), cpu, cuda:N"
-)
-@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+@device_options
 def bench_command(grid: Path, out: Path | None, device: str, quiet: bool) -> None:
     """Run every defense of a GRID file (TOML) on every model and seed it lists; write
     results.csv, results.json, results.md and, when matplotlib is installed, PNG plots.
-    Re-running skips finished cells and resumes started ones; seeds come from the grid."""
+    Re-running skips finished cells, runs again those whose command the grid has changed, and
+    resumes started ones; seeds come from the grid."""
     from plugins.bench.grid import load_grid
     from plugins.bench.plots import matplotlib_available, write_plots
     from plugins.bench.results import collect_rows, write_markdown, write_rows

@@ -31,8 +31,8 @@ from plugins.evaluation import cached_evaluation, defense_effectiveness_rating, 
 from plugins.manager import collect, lookup
 from plugins.options import resolve_options
 from plugins.plugin_types import DefenseJob, RunContext
-from plugins.report import build_report
-from plugins.training import predict_logits, remove_workdir
+from plugins.report import build_report, report_path_for
+from plugins.training import predict_logits, remove_workdir, workdir_for
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,6 @@ class PurifyRequest:
     overwrite: bool = False
     trust_checkpoint: bool = False
     save_format: str = "native"
-
-
-def report_path_for(out: Path) -> Path:
-    return out.with_name(out.name + ".report.json")
 
 
 def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, Any]:
@@ -100,10 +96,11 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
 
     original = _frozen_copy(loaded.model)
     triggered = loaded.triggered
+    input_record = _file_record(request.model_path)
     before = None
     if test is not None:
         identity = {
-            "model_sha256": file_sha256(request.model_path),
+            "model_sha256": input_record["sha256"],
             "format": adapter.name,
             "test": test.fingerprint(),
             "attack": None if attack is None else spec_record(attack),
@@ -113,7 +110,7 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
             identity, lambda: evaluate_model(original, test, attack, context, triggered=triggered)
         )
 
-    context.workdir = out.with_name(out.name + ".work")
+    context.workdir = workdir_for(out)
     context.workdir.mkdir(exist_ok=True)
     job = DefenseJob(
         model=loaded.model,
@@ -146,7 +143,7 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
         extra.append({"path": str(path)} | _file_record(path))
     report = build_report(
         input={"path": str(request.model_path)}
-        | _file_record(request.model_path)
+        | input_record
         | {"format": adapter.name, "arch": loaded.arch},
         output={"path": str(out), "format": writer.name} | _file_record(out),
         extra_outputs=extra,

@@ -6,11 +6,17 @@ import platform
 import resource
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import torch
 
 PACKAGES = ("purify-backdoor", "torch", "torchvision", "numpy", "pillow", "pluggy", "click")
+
+
+def report_path_for(out: Path) -> Path:
+    """Where the report of the model written to `out` goes: beside it."""
+    return out.with_name(out.name + ".report.json")
 
 
 def package_versions() -> dict[str, str]:

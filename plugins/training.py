@@ -115,6 +115,11 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
             parameter.requires_grad_(flag)
 
 
+def workdir_for(out: Path) -> Path:
+    """The folder of resumable state for the run that writes `out`."""
+    return out.with_name(out.name + ".work")
+
+
 def remove_workdir(workdir: Path | None) -> None:
     """Resumable state is only needed until the output is safely written."""
     if workdir is not None:

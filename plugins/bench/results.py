@@ -12,7 +12,8 @@ from typing import Any
 
 from plugins.atomic import atomic_write, write_json_atomic
 from plugins.bench.grid import Grid
-from plugins.bench.runner import cell_path, cells, finished, report_of
+from plugins.bench.runner import cell_path, cells, finished
+from plugins.report import report_path_for
 
 COLUMNS = (
     "model", "defense", "plugin", "seed", "clean_acc_before", "asr_before", "clean_acc", "asr",
@@ -26,7 +27,7 @@ def collect_rows(grid: Grid, out: Path) -> list[dict[str, Any]]:
     for cell in cells(grid):
         if not finished(cell, grid, out):
             continue
-        report = json.loads(report_of(cell_path(cell, out)).read_text())
+        report = json.loads(report_path_for(cell_path(cell, out)).read_text())
         metrics = report.get("metrics") or {}
         before, after = metrics.get("before", {}), metrics.get("after", {})
         rows.append(

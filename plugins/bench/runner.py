@@ -12,6 +12,8 @@ from pathlib import Path
 
 from plugins.bench.grid import DefenseSpec, Grid, ModelSpec
 from plugins.plugin_types import RunContext
+from plugins.report import report_path_for
+from plugins.training import workdir_for
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,6 @@ def model_path(model: ModelSpec, out: Path) -> Path:
 def cell_path(cell: Cell, out: Path) -> Path:
     suffix = ".pth.tar" if model_path(cell.model, out).name.endswith(".pth.tar") else ".pt"
     return out / "cells" / cell.model.name / f"{cell.defense.name}-seed{cell.seed}{suffix}"
-
-
-def report_of(path: Path) -> Path:
-    return path.with_name(path.name + ".report.json")
 
 
 def _assignments(options: dict) -> list[str]:
@@ -107,7 +105,7 @@ def finished(cell: Cell, grid: Grid, out: Path) -> bool:
     options (or data, ratio, model) were edited in the grid since is run again."""
     path = cell_path(cell, out)
     log = path.with_name(path.name + ".log")
-    if not (report_of(path).exists() and log.exists()):
+    if not (report_path_for(path).exists() and log.exists()):
         return False
     with log.open() as handle:
         recorded = handle.readline().removeprefix("$ purify ").rstrip("\n").split(" ")
@@ -144,7 +142,7 @@ def run_grid(grid: Grid, out: Path, device: str, context: RunContext) -> list[Fa
         path = model_path(model, out)
         path.parent.mkdir(parents=True, exist_ok=True)
         bar.set_postfix_str(f"training {model.name}")
-        resume = path.with_name(path.name + ".work").exists()
+        resume = workdir_for(path).exists()
         log = out / "logs" / f"train-{model.name}.log"
         reason = _run_logged(train_command(model, grid, out, device, resume), log)
         if reason:
@@ -157,7 +155,7 @@ def run_grid(grid: Grid, out: Path, device: str, context: RunContext) -> list[Fa
             bar.update()
             continue
         path = cell_path(cell, out)
-        resume = path.with_name(path.name + ".work").exists()
+        resume = workdir_for(path).exists()
         log = path.with_name(path.name + ".log")
         reason = _run_logged(cell_command(cell, grid, out, device, resume), log)
         if reason:
