@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from plugins.atomic import write_json_atomic
+from plugins.atomic import atomic_write, write_json_atomic
 from plugins.data.imageset import ImageSet
 from plugins.data.loading import cache_dir
 from plugins.manager import collect
@@ -23,6 +25,7 @@ def evaluate_model(
     context: RunContext,
     reference: nn.Module | None = None,
     triggered: TriggeredSet | None = None,
+    reference_logits: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """All installed evaluators' metrics, merged (later evaluators win on a shared name)."""
     metrics: dict[str, float] = {}
@@ -30,7 +33,15 @@ def evaluate_model(
     if reference is not None:
         reference.to(context.device)
     for entry in collect("evaluator").values():
-        job = EvalJob(model, test, attack, context, reference=reference, triggered=triggered)
+        job = EvalJob(
+            model,
+            test,
+            attack,
+            context,
+            reference=reference,
+            triggered=triggered,
+            reference_logits=reference_logits,
+        )
         metrics.update(entry.item.evaluate(job))
     return metrics
 
@@ -41,14 +52,36 @@ def cached_evaluation(identity: dict[str, Any], compute: Callable[[], dict]) -> 
     defenses. `identity` must pin everything the metrics depend on (model file digest, data
     fingerprint, attack); the installed evaluators and their versions are added here."""
     evaluators = [[e.item.name, e.package, e.version] for e in collect("evaluator").values()]
-    key = json.dumps({**identity, "evaluators": evaluators}, sort_keys=True, default=str)
-    path = cache_dir() / "evaluations" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    identity = {**identity, "evaluators": evaluators}
+    path = _cache_path(identity, "json")
     if path.exists():
         return json.loads(path.read_text())["metrics"]
     metrics = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"identity": json.loads(key), "metrics": metrics})
+    write_json_atomic(path, {"identity": json.loads(_cache_key(identity)), "metrics": metrics})
     return metrics
+
+
+def cached_logits(identity: dict[str, Any], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The original model's test logits, which every defense run compares its output against
+    (functionality, agreement): read back like `cached_evaluation`, keyed by `identity` (model
+    digest, test fingerprint, device type)."""
+    path = _cache_path({**identity, "logits": True}, "pt")
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    logits = compute()
+    atomic_write(path, lambda tmp: torch.save(logits, tmp))
+    return logits
+
+
+def _cache_key(identity: dict[str, Any]) -> str:
+    return json.dumps(identity, sort_keys=True, default=str)
+
+
+def _cache_path(identity: dict[str, Any], suffix: str) -> Path:
+    digest = hashlib.sha256(_cache_key(identity).encode()).hexdigest()[:32]
+    path = cache_dir() / "evaluations" / f"{digest}.{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def defense_effectiveness_rating(before: dict[str, float], after: dict[str, float]) -> float:

@@ -133,7 +133,9 @@ class TriggeredSet:
 @dataclass
 class EvalJob:
     """What an evaluator gets: the model under test, test data, the backdoor (as an attack spec
-    and/or a triggered test set) when known, and the original model when comparing against it."""
+    and/or a triggered test set) when known, and the original model when comparing against it.
+    `reference_logits`, when given, are the original model's logits on `test`: the host caches
+    them across runs, so evaluators comparing against the original need not recompute them."""
 
     model: nn.Module
     test: ImageSet
@@ -141,6 +143,7 @@ class EvalJob:
     context: RunContext
     reference: nn.Module | None = None
     triggered: TriggeredSet | None = None
+    reference_logits: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,12 @@ from plugins.checkpoints import (
 from plugins.data.clean_subset import clean_subset
 from plugins.data.loading import open_data
 from plugins.errors import PurifyError
-from plugins.evaluation import cached_evaluation, defense_effectiveness_rating, evaluate_model
+from plugins.evaluation import (
+    cached_evaluation,
+    cached_logits,
+    defense_effectiveness_rating,
+    evaluate_model,
+)
 from plugins.manager import collect, lookup
 from plugins.options import resolve_options
 from plugins.plugin_types import DefenseJob, RunContext
@@ -97,17 +102,21 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
     original = _frozen_copy(loaded.model)
     triggered = loaded.triggered
     input_record = _file_record(request.model_path)
-    before = None
+    before, reference_logits = None, None
     if test is not None:
         identity = {
             "model_sha256": input_record["sha256"],
             "format": adapter.name,
             "test": test.fingerprint(),
-            "attack": None if attack is None else spec_record(attack),
             "device": context.device.type,
         }
+        attack_record = None if attack is None else spec_record(attack)
         before = cached_evaluation(
-            identity, lambda: evaluate_model(original, test, attack, context, triggered=triggered)
+            identity | {"attack": attack_record},
+            lambda: evaluate_model(original, test, attack, context, triggered=triggered),
+        )
+        reference_logits = cached_logits(
+            identity, lambda: predict_logits(original, test.images, context.device)
         )
 
     context.workdir = workdir_for(out)
@@ -129,7 +138,13 @@ def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, 
     metrics = None
     if test is not None:
         after = evaluate_model(
-            purified, test, attack, context, reference=original, triggered=triggered
+            purified,
+            test,
+            attack,
+            context,
+            reference=original,
+            triggered=triggered,
+            reference_logits=reference_logits,
         )
         metrics = {"before": before, "after": after}
         if "asr" in before:

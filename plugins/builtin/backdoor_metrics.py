@@ -21,8 +21,10 @@ def evaluate(job: EvalJob) -> dict[str, float]:
         predicted = predict_logits(job.model, triggered.images.images, device).argmax(1).numpy()
         metrics["asr"] = float((predicted == triggered.targets).mean())
         metrics["robust_acc"] = float((predicted == triggered.images.labels).mean())
-    if job.reference is not None:
+    reference = job.reference_logits
+    if reference is None and job.reference is not None:
         reference = predict_logits(job.reference, job.test.images, device)
+    if reference is not None:
         distance = (logits.softmax(1) - reference.softmax(1)).norm(dim=1)
         metrics["functionality_l2"] = float(distance.mean())
         metrics["agreement"] = float((logits.argmax(1) == reference.argmax(1)).float().mean())

@@ -38,3 +38,19 @@ def test_before_metrics_are_read_back_and_keyed_by_content(
     fresh = _runs(nad_checkpoint, tiny_data, tmp_path, "c.pth.tar")
     assert len(list((cache_dir() / "evaluations").glob("*.json"))) == 2
     assert fresh["clean_acc"] != 0.123 and set(fresh) == set(first)
+
+
+def test_original_logits_are_read_back_for_the_after_comparison(
+    nad_checkpoint, tiny_data, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PURIFY_CACHE", str(tmp_path / "cache"))
+    _runs(nad_checkpoint, tiny_data, tmp_path, "a.pth.tar")
+    first = json.loads((tmp_path / "a.pth.tar.report.json").read_text())["metrics"]["after"]
+    (entry,) = (cache_dir() / "evaluations").glob("*.pt")
+    logits = torch.load(entry, weights_only=True)
+    torch.save(logits.roll(1, dims=1), entry)  # every original prediction moves one class on
+    _runs(nad_checkpoint, tiny_data, tmp_path, "b.pth.tar")
+    second = json.loads((tmp_path / "b.pth.tar.report.json").read_text())["metrics"]["after"]
+    assert first["agreement"] > 0.9
+    assert second["agreement"] < first["agreement"] - 0.5
+    assert second["clean_acc"] == first["clean_acc"]
