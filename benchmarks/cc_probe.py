@@ -1,8 +1,8 @@
 """Ad-hoc probe of Clean & Compact's fine-tuning on the shared NAD badnet checkpoint: clean accuracy
-and ASR on 1,000 random test images (seed 0) right after decomposition + clipping + 2x rank pruning,
-and after 160 SGD steps on 512 ZeroQ synthetic images plus their PGD copies, with BatchNorm in
-train mode (lr 0.01) or frozen (lr 0.001). Quicker than a full `purify --plugin cc` run; the
-numbers in docs/compact.md come from it.
+and ASR on 1,000 random test images (seed 0) right after decomposition + clipping + 2x rank pruning
+with one keep fraction for every layer (`rank_rule=uniform`), and after 160 SGD steps on 512 ZeroQ
+synthetic images plus their PGD copies, with BatchNorm in train mode (lr 0.01) or frozen (lr 0.001).
+Quicker than a full `purify --plugin cc` run; the numbers in docs/compact.md come from it.
 
     python benchmarks/cc_probe.py 100      # synthesis iterations per batch
 """
@@ -55,7 +55,7 @@ images, targets = torch.cat([synthetic, adv]), torch.cat([labels, labels])
 for tau, comp in [(2.0, 2.0), (1e6, 2.0)]:
     for mode, lr in [("train", 0.01), ("eval", 0.001)]:
         compact = copy.deepcopy(model)
-        decompose_and_clip(compact, tau, choose_ranks(compact, comp))
+        decompose_and_clip(compact, tau, choose_ranks(compact, comp, "uniform"))
         print(tau, comp, "after decomposition", score(compact))
         opt = torch.optim.SGD(compact.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
         g = torch.Generator().manual_seed(0)

@@ -10,12 +10,14 @@ from torch import nn
 
 from compact_plugin.cleaning import CleanCompactSettings, clean_and_compact, dense_equivalent
 from compact_plugin.compact_checkpoint import ADAPTER, SUFFIX
+from compact_plugin.ranks import RULES
 from plugins import Defense, DefenseJob, Option, hookimpl
 
 DEFAULTS = CleanCompactSettings()
 HELP = {
     "tau_scale": "clip rank components above tau_scale x the mean normalized singular value",
     "compression": "parameter compression target of the whole model (1 = no rank pruning)",
+    "rank_rule": "per-layer ranks: energy (one singular-value energy share, dense stem) or uniform",
     "synthetic": "number of ZeroQ synthetic images",
     "synthesis_iterations": "optimisation steps per synthetic batch",
     "synthesis_lr": "Adam learning rate of the synthetic pixels (logit space)",
@@ -54,7 +56,13 @@ def register_defenses(register):
             needs_data=False,
             extra_outputs=(SUFFIX,),
             options=tuple(
-                Option(field.name, type(field.default), field.default, HELP[field.name])
+                Option(
+                    field.name,
+                    type(field.default),
+                    field.default,
+                    HELP[field.name],
+                    choices=RULES if field.name == "rank_rule" else None,
+                )  # fmt: skip
                 for field in dataclasses.fields(CleanCompactSettings)
             ),
         )

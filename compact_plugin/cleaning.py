@@ -28,6 +28,7 @@ MAX_GRAD_NORM = 5.0
 class CleanCompactSettings:
     tau_scale: float = 2.0
     compression: float = 2.0
+    rank_rule: str = "energy"
     synthetic: int = 1024
     synthesis_iterations: int = 200
     synthesis_lr: float = 0.1
@@ -126,7 +127,7 @@ def clean_and_compact(
     original = copy.deepcopy(model).eval()
     compact = copy.deepcopy(model).eval()
     inner = unwrap(compact)
-    ranks = choose_ranks(inner, settings.compression)
+    ranks = choose_ranks(inner, settings.compression, settings.rank_rule)
     layers = decompose_and_clip(inner, settings.tau_scale, ranks)
     if settings.epochs == 0:
         return compact, {"layers": layers}
