@@ -62,7 +62,7 @@ def register_defenses(register):
                     field.default,
                     HELP[field.name],
                     choices=RULES if field.name == "rank_rule" else None,
-                )  # fmt: skip
+                )
                 for field in dataclasses.fields(CleanCompactSettings)
             ),
         )
