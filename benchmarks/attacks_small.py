@@ -19,17 +19,19 @@ SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data" / "cifar10-jpeg.tar.gz"
 
 # Target 5 (dog) as in the MEDIC zoo; clean-label attacks (SIG, cleanlabel) poison its images.
+# Ratio 0.05 for them poisons half the dog images (0.1 would be every one, leaving no clean dog),
+# and for the whole-image filter, whose 0.1 cost 4.8 points of clean accuracy at 97.6% ASR.
 ATTACKS = {
     "clean": ["--poison-ratio", "0"],
     "badnet": ["-o", "pattern=grid"],
     "blended": [],
-    "sig": [],
+    "sig": ["--poison-ratio", "0.05"],
     "wanet": [],
-    "cleanlabel": [],
+    "cleanlabel": ["--poison-ratio", "0.05"],
     "square": [],
     "trojan": [],
     "polygon": [],
-    "filter": [],
+    "filter": ["--poison-ratio", "0.05"],
 }
 
 

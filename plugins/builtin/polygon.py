@@ -1,8 +1,9 @@
 """TrojAI-style polygon trigger: a filled polygon of one colour, its shape and colour fixed by
-`polygon_seed`, pasted at a random place in each image (places drawn from `place_seed` in order)."""
+`polygon_seed`, pasted at a random place in each image."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -29,14 +30,21 @@ def stamp(images: np.ndarray, options: dict[str, Any]) -> np.ndarray:
     size = options["size"]
     mask = polygon_mask(size, options["sides"], options["polygon_seed"])
     colour = np.random.default_rng(options["polygon_seed"]).integers(0, 256, size=3)
-    places = np.random.default_rng(options["place_seed"])
     out = images.copy()
     height, width = images.shape[1:3]
     for image in out:
-        top = places.integers(0, height - size + 1)
-        left = places.integers(0, width - size + 1)
+        top, left = place(image, height - size + 1, width - size + 1, options["place_seed"])
         image[top : top + size, left : left + size][mask] = colour
     return out
+
+
+def place(image: np.ndarray, rows: int, cols: int, seed: int) -> tuple[int, int]:
+    """A place drawn from the seed and the image's own pixels: the same image always gets the same
+    place, and every augmented copy of a training image a new one. Places drawn in order from the
+    seed would repeat in every training batch, teaching only a few dozen of them."""
+    digest = int.from_bytes(hashlib.blake2b(image.tobytes(), digest_size=8).digest(), "little")
+    rng = np.random.default_rng([seed, digest])
+    return int(rng.integers(0, rows)), int(rng.integers(0, cols))
 
 
 @hookimpl
@@ -50,7 +58,7 @@ def register_attacks(register):
                 Option("size", int, 8, "side of the polygon's bounding box in pixels"),
                 Option("sides", int, 5, "number of vertices"),
                 Option("polygon_seed", int, 0, "seed of the shape and colour"),
-                Option("place_seed", int, 0, "seed of the places"),
+                Option("place_seed", int, 0, "seed mixed with each image's pixels to place it"),
             ),
         )
     )

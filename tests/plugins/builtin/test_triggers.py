@@ -88,6 +88,18 @@ def test_polygon_paints_one_colour_inside_its_box():
         assert len(np.unique(image[rows, cols], axis=0)) == 1
 
 
+def test_polygon_places_follow_the_image_not_its_position_in_the_batch():
+    spec = parse_attack_spec("polygon:size=8")
+    alone = [spec.stamp(IMAGES[i : i + 1])[0] for i in range(len(IMAGES))]
+    assert np.array_equal(spec.stamp(IMAGES), np.stack(alone))
+    corners = {
+        tuple(np.argwhere((a != b).any(-1)).min(0)) for a, b in zip(alone, IMAGES, strict=True)
+    }
+    assert len(corners) > 1
+    moved = parse_attack_spec("polygon:size=8,place_seed=1").stamp(IMAGES)
+    assert not np.array_equal(moved, spec.stamp(IMAGES))
+
+
 @pytest.mark.parametrize("name", ["gotham", "nashville", "kelvin", "lomo", "toaster"])
 def test_filters_change_the_whole_image_differently(name):
     out = parse_attack_spec(f"filter:filter={name}").stamp(IMAGES)
