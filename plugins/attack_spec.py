@@ -3,7 +3,6 @@ set that ASR is measured on."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from plugins.errors import PurifyError
 from plugins.manager import lookup
 from plugins.options import Option, parse_assignments, resolve_options
 from plugins.plugin_types import Attack, AttackSpec, RunContext, TriggeredSet
+from plugins.training import BatchHook
 
 COMMON_ATTACK_OPTIONS = (
     Option("target", int, 0, "target label of an all-to-one attack"),
@@ -55,6 +55,11 @@ def spec_record(spec: AttackSpec) -> dict[str, Any]:
     return {"name": spec.attack.name, "options": dict(spec.options)}
 
 
+def check_ratio(ratio: float) -> None:
+    if not 0 <= ratio < 1:
+        raise PurifyError(f"poisoning ratio must be in [0, 1), got {ratio}")
+
+
 def poison_training_set(
     data: ImageSet,
     spec: AttackSpec,
@@ -67,8 +72,7 @@ def poison_training_set(
     them to the target; clean-label attacks pick target-class images and keep their labels. With
     `stamp=False` the chosen images are relabelled (and perturbed) but the trigger is left for
     `stamp_after_augment` to put on during training."""
-    if not 0 <= ratio < 1:
-        raise PurifyError(f"poisoning ratio must be in [0, 1), got {ratio}")
+    check_ratio(ratio)
     count = round(ratio * len(data))
     if spec.attack.clean_label or not spec.options["all_to_all"]:
         pool = data.labels == spec.options["target"]
@@ -90,32 +94,60 @@ def poison_training_set(
             images[chosen] = spec.stamp(images[chosen])
         if not spec.attack.clean_label:
             labels[chosen] = spec.target_labels(labels[chosen], data.num_classes)
-    if spec.attack.extra_samples is not None:
-        extra_images, extra_labels = spec.attack.extra_samples(data, spec.options, chosen, seed)
-        images = np.concatenate([images, extra_images])
-        labels = np.concatenate([labels, extra_labels])
     return ImageSet(images, labels, data.classes), chosen
 
 
-def stamp_after_augment(
-    spec: AttackSpec, chosen: np.ndarray, count: int
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _restamp(batch: torch.Tensor, rows: torch.Tensor, stamp) -> None:
+    """Apply a uint8 trigger function to some rows of a float batch, in place."""
+    pixels = (batch[rows] * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu()
+    batch[rows] = to_tensor(stamp(pixels.numpy())).to(batch)
+
+
+def stamp_after_augment(spec: AttackSpec, chosen: np.ndarray, count: int) -> BatchHook:
     """A `fit` hook that stamps the trigger on the chosen images of each augmented batch, so the
     trigger sits where it will at test time instead of being cropped off or flipped to another
     corner (what keeps a 12-epoch schedule from learning a 3x3 corner trigger)."""
     poisoned = torch.zeros(count, dtype=torch.bool)
     poisoned[torch.from_numpy(chosen)] = True
 
-    def stamp(batch: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def stamp(batch, labels, index, generator):
         rows = poisoned[index].nonzero().flatten()
-        if len(rows) == 0:
-            return batch
-        pixels = (batch[rows] * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu()
-        batch = batch.clone()
-        batch[rows] = to_tensor(spec.stamp(pixels.numpy())).to(batch)
-        return batch
+        if len(rows):
+            batch = batch.clone()
+            _restamp(batch, rows, spec.stamp)
+        return batch, labels
 
     return stamp
+
+
+def poison_each_batch(spec: AttackSpec, ratio: float, num_classes: int) -> BatchHook:
+    """A `fit` hook that poisons `ratio` of every batch afresh, as WaNet's training loop does: over
+    the epochs nearly every training image is seen triggered, where a fixed poisoned set shows the
+    same few images again and again. An attack with a noise mode (WaNet's) also gets
+    `cross_ratio` noise images per poisoned one, which keep their labels."""
+    check_ratio(ratio)
+    attack, options = spec.attack, spec.options
+
+    def poison(batch, labels, index, generator):
+        order = torch.randperm(len(batch), generator=generator)
+        if options["all_to_all"]:
+            eligible = torch.ones(len(batch), dtype=torch.bool)
+        else:
+            eligible = (labels == options["target"]) == attack.clean_label
+        rows = order[eligible[order]][: round(ratio * len(batch))]
+        if len(rows) == 0:
+            return batch, labels
+        batch, labels = batch.clone(), labels.clone()
+        _restamp(batch, rows, spec.stamp)
+        if not attack.clean_label:
+            labels[rows] = torch.from_numpy(spec.target_labels(labels[rows].numpy(), num_classes))
+        if attack.noise is not None:
+            cross = order[~torch.isin(order, rows)][: round(options["cross_ratio"] * len(rows))]
+            if len(cross):
+                _restamp(batch, cross, lambda images: attack.noise(images, options, generator))
+        return batch, labels
+
+    return poison
 
 
 def triggered_test_set(test: ImageSet, spec: AttackSpec) -> TriggeredSet:

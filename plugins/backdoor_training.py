@@ -11,6 +11,7 @@ from typing import Any
 from plugins.atomic import write_json_atomic
 from plugins.attack_spec import (
     make_attack_spec,
+    poison_each_batch,
     poison_training_set,
     spec_record,
     stamp_after_augment,
@@ -73,15 +74,28 @@ def train_backdoored(request: TrainRequest, context: RunContext) -> dict[str, fl
     if request.n_train:
         train, _ = clean_subset(train, context.seed, count=request.n_train)
     late = request.stamp_after_augment
-    poisoned, chosen = poison_training_set(
-        train, spec, request.poison_ratio, context.seed, context, stamp=not late
-    )
-    hook = stamp_after_augment(spec, chosen, len(poisoned)) if late else None
+    if spec.attack.poison_each_batch:
+        poisoned, hook = train, poison_each_batch(spec, request.poison_ratio, train.num_classes)
+        poisoned_count = round(request.poison_ratio * len(train))
+    else:
+        poisoned, chosen = poison_training_set(
+            train, spec, request.poison_ratio, context.seed, context, stamp=not late
+        )
+        hook = stamp_after_augment(spec, chosen, len(poisoned)) if late else None
+        poisoned_count = len(chosen)
     model = build_model(request.arch, train.num_classes)
     settings = TrainSettings(epochs=request.epochs, lr=request.lr, batch_size=request.batch_size)
     context.workdir = workdir_for(request.out)
     context.workdir.mkdir(exist_ok=True)
-    fit(model, poisoned, settings, context, name=f"train-{spec.attack.name}", after_augment=hook)
+    fit(
+        model,
+        poisoned,
+        settings,
+        context,
+        name=f"train-{spec.attack.name}",
+        batch_hook=hook,
+        hook_before_augment=not late,
+    )
     metrics = evaluate_model(model, splits.test, spec, context) if splits.test else {}
     adapter = lookup("adapter", output_format(request.out, request.arch))
     loaded = LoadedModel(
@@ -100,9 +114,13 @@ def train_backdoored(request: TrainRequest, context: RunContext) -> dict[str, fl
             arch=request.arch,
             data=str(request.data),
             train_images=len(train),
-            poisoned_images=len(chosen),
+            poisoned_images=poisoned_count,
             settings=vars(settings)
-            | {"poison_ratio": request.poison_ratio, "stamp_after_augment": late},
+            | {
+                "poison_ratio": request.poison_ratio,
+                "stamp_after_augment": late,
+                "poison_each_batch": spec.attack.poison_each_batch,
+            },
             seed=context.seed,
             device=str(context.device),
             metrics=metrics,

@@ -92,9 +92,12 @@ class Attack:
     stamp: Callable[[np.ndarray, dict[str, Any]], np.ndarray]
     options: tuple[Option, ...] = ()
     clean_label: bool = False
-    # Extra training samples beyond the poisoned ones (WaNet's noise mode): given the training set,
-    # the resolved options, the poisoned indices and a seed, return (images, labels) to append.
-    extra_samples: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
+    # Poison a fresh share of every training batch instead of a fixed set of images, as WaNet's own
+    # training loop (and BackdoorBench's for WaNet) does.
+    poison_each_batch: bool = False
+    # Noise mode of a per-batch attack (WaNet): (uint8 NHWC images, options, torch.Generator) ->
+    # images that keep their labels, `options["cross_ratio"]` of them per poisoned image.
+    noise: Callable[[np.ndarray, dict[str, Any], torch.Generator], np.ndarray] | None = None
     # A change to the chosen images before the trigger is stamped (the label-consistent attack's
     # adversarial perturbation): (training set, options, chosen indices, RunContext) -> images.
     perturb: Callable[..., np.ndarray] | None = None

@@ -20,6 +20,12 @@ from plugins.data.tensors import batch_slices, random_crop_flip, shuffled_batche
 from plugins.errors import PurifyError
 from plugins.plugin_types import RunContext
 
+# Changes a training batch and its labels (a trigger stamped on, a label flipped): (images,
+# labels, indices into the training set, the training RNG) -> (images, labels).
+BatchHook = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]
+]
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -146,11 +152,13 @@ def fit(
     settings: TrainSettings,
     context: RunContext,
     name: str,
-    after_augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    batch_hook: BatchHook | None = None,
+    hook_before_augment: bool = False,
     extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> nn.Module:
     """SGD with momentum and cosine annealing, cross-entropy, crop+flip augmentation;
-    `after_augment(batch, index)` may change each augmented batch (a trigger stamped on top), and
+    `batch_hook` may change each batch after augmentation (or before, with `hook_before_augment`)
+    and draws from the training RNG, so a resumed run poisons as the uninterrupted one would;
     `extra_loss(batch)`, called after the model's forward pass on it, adds to the loss (NAD)."""
     device = context.device
     model.to(device)
@@ -174,13 +182,15 @@ def fit(
         model.train()
         total_loss = 0.0
         for step, index in enumerate(shuffled_batches(len(data), settings.batch_size, generator)):
-            batch = images[index]
+            batch, targets = images[index], labels[index]
+            if batch_hook is not None and hook_before_augment:
+                batch, targets = batch_hook(batch, targets, index, generator)
             if settings.augment:
                 batch = random_crop_flip(batch, generator)
-            if after_augment is not None:
-                batch = after_augment(batch, index)
+            if batch_hook is not None and not hook_before_augment:
+                batch, targets = batch_hook(batch, targets, index, generator)
             batch = batch.to(device)
-            loss = F.cross_entropy(model(batch), labels[index].to(device))
+            loss = F.cross_entropy(model(batch), targets.to(device))
             if extra_loss is not None:
                 loss = loss + extra_loss(batch)
             check_finite_loss(loss, name, epoch, step, checkpoint.path)

@@ -1,8 +1,8 @@
 """WaNet (Nguyen & Tran, ICLR 2021): an imperceptible warp. A k x k field of random offsets,
 normalised by its mean magnitude and upsampled (bicubic) to the image, moves every pixel by at
-most s / H of the image (grid_sample). Noise mode: `cross_ratio` times as many extra training
-images as poisoned ones get a random warp on top and keep their labels, so the network learns the
-exact warp rather than any warp."""
+most s / H of the image (grid_sample). As in WaNet's training loop, every batch is poisoned afresh,
+and in noise mode `cross_ratio` times as many of its other images get a random warp on top and
+keep their labels."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from plugins import Attack, Option, hookimpl
-from plugins.data.imageset import ImageSet
 
 
 def warp_field(size: int, k: int, seed: int) -> torch.Tensor:
@@ -47,20 +46,12 @@ def stamp(images: np.ndarray, options: dict[str, Any]) -> np.ndarray:
     return _warp(images, _trigger_grid(images.shape[1], options))
 
 
-def noise_samples(
-    data: ImageSet, options: dict[str, Any], poisoned: np.ndarray, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Noise mode: warped images with an extra random warp in [-1, 1] / H, labels unchanged."""
-    count = min(int(options["cross_ratio"] * len(poisoned)), len(data))
-    if count == 0:
-        return data.images[:0], data.labels[:0]
-    rng = np.random.default_rng(seed + 1)
-    chosen = rng.choice(np.setdiff1d(np.arange(len(data)), poisoned), size=count, replace=False)
-    size = data.images.shape[1]
-    generator = torch.Generator().manual_seed(seed + 2)
-    jitter = (torch.rand(count, size, size, 2, generator=generator) * 2 - 1) / size
-    grids = (_trigger_grid(size, options) + jitter).clamp(-1, 1)
-    return _warp(data.images[chosen], grids), data.labels[chosen]
+def noise(images: np.ndarray, options: dict[str, Any], generator: torch.Generator) -> np.ndarray:
+    """Noise mode: the trigger warp plus a fresh random warp of at most 1 / H per pixel and
+    image, so the network learns the exact warp rather than any warp (labels stay)."""
+    size = images.shape[1]
+    jitter = (torch.rand(len(images), size, size, 2, generator=generator) * 2 - 1) / size
+    return _warp(images, (_trigger_grid(size, options) + jitter).clamp(-1, 1))
 
 
 @hookimpl
@@ -70,7 +61,8 @@ def register_attacks(register):
             name="wanet",
             description="WaNet: warping-based trigger (k=4, s=0.5) with noise mode",
             stamp=stamp,
-            extra_samples=noise_samples,
+            poison_each_batch=True,
+            noise=noise,
             options=(
                 Option("k", int, 4, "control grid size"),
                 Option("strength", float, 0.5, "s: warp strength"),

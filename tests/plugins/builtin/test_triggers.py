@@ -3,11 +3,13 @@ should and nowhere else."""
 
 import numpy as np
 import pytest
+import torch
 
 from plugins.attack_spec import make_attack_spec, parse_attack_spec, poison_training_set
 from plugins.builtin.blended import blend_pattern
 from plugins.builtin.polygon import polygon_mask
 from plugins.builtin.sig import nad_mask, paper_signal
+from plugins.builtin.wanet import noise as wanet_noise
 from plugins.data.synthetic import synthetic_images
 from plugins.manager import collect
 
@@ -68,12 +70,14 @@ def test_wanet_is_a_small_warp_and_zero_strength_is_identity():
     assert not np.array_equal(other, out)
 
 
-def test_wanet_noise_mode_adds_cross_samples_with_their_labels():
-    data = synthetic_images(100, 16, seed=0)
-    poisoned, chosen = poison_training_set(data, parse_attack_spec("wanet"), 0.1, seed=0)
-    assert len(poisoned) == 100 + 2 * len(chosen)
-    extra = poisoned.labels[100:]
-    assert len(extra) == 20 and set(extra) <= set(data.labels)
+def test_wanet_noise_warps_near_the_trigger_but_not_onto_it():
+    generator = torch.Generator().manual_seed(0)
+    options = parse_attack_spec("wanet").options
+    noisy = wanet_noise(IMAGES, options, generator).astype(int)
+    exact = parse_attack_spec("wanet").stamp(IMAGES).astype(int)
+    assert not np.array_equal(noisy, exact)
+    assert np.abs(noisy - exact).mean() < np.abs(exact - IMAGES).mean()
+    assert not np.array_equal(noisy, wanet_noise(IMAGES, options, generator))
 
 
 def test_polygon_paints_one_colour_inside_its_box():
