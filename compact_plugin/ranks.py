@@ -39,12 +39,15 @@ def tucker_parameters(conv: nn.Conv2d, out_rank: int, in_rank: int) -> int:
     )
 
 
+def dense_parameters(module: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
 def parameters_with(model: nn.Module, ranks: dict[str, tuple[int, int]]) -> int:
     convs = decomposable_convs(model)
-    total = sum(parameter.numel() for parameter in model.parameters())
+    total = dense_parameters(model)
     for name, (out_rank, in_rank) in ranks.items():
-        dense = sum(parameter.numel() for parameter in convs[name].parameters())
-        total += tucker_parameters(convs[name], out_rank, in_rank) - dense
+        total += tucker_parameters(convs[name], out_rank, in_rank) - dense_parameters(convs[name])
     return total
 
 
@@ -87,7 +90,7 @@ def choose_ranks(
     if compression <= 1:
         return {}
     ranks_at = energy_ranks(model) if rule == "energy" else uniform_ranks(model)
-    total = sum(parameter.numel() for parameter in model.parameters())
+    total = dense_parameters(model)
     best = total / parameters_with(model, ranks_at(0.0))
     if best < compression:
         raise PurifyError(
@@ -117,6 +120,5 @@ def _smaller_only(
     return {
         name: pair
         for name, pair in ranks.items()
-        if tucker_parameters(convs[name], *pair)
-        < sum(parameter.numel() for parameter in convs[name].parameters())
+        if tucker_parameters(convs[name], *pair) < dense_parameters(convs[name])
     }
