@@ -8,7 +8,12 @@ import dataclasses
 
 from torch import nn
 
-from compact_plugin.cleaning import CleanCompactSettings, clean_and_compact, dense_equivalent
+from compact_plugin.cleaning import (
+    BASES,
+    CleanCompactSettings,
+    clean_and_compact,
+    dense_equivalent,
+)
 from compact_plugin.compact_checkpoint import ADAPTER, SUFFIX
 from compact_plugin.ranks import RULES
 from plugins import Defense, DefenseJob, Option, hookimpl
@@ -18,6 +23,7 @@ HELP = {
     "tau_scale": "clip rank components above tau_scale x the mean normalized singular value",
     "compression": "parameter compression target of the whole model (1 = no rank pruning)",
     "rank_rule": "per-layer ranks: energy (one singular-value energy share, dense stem) or uniform",
+    "bases": "Tucker factors of pruned layers: fitted to synthetic activations, or kernel HOSVD",
     "synthetic": "number of ZeroQ synthetic images",
     "synthesis_iterations": "optimisation steps per synthetic batch",
     "synthesis_lr": "Adam learning rate of the synthetic pixels (logit space)",
@@ -61,7 +67,7 @@ def register_defenses(register):
                     type(field.default),
                     field.default,
                     HELP[field.name],
-                    choices=RULES if field.name == "rank_rule" else None,
+                    choices={"rank_rule": RULES, "bases": BASES}.get(field.name),
                 )
                 for field in dataclasses.fields(CleanCompactSettings)
             ),

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compact_plugin.activation_fit import fit_to_activations
 from compact_plugin.ranks import choose_ranks, decomposable_convs
 from compact_plugin.scaling import scale_core
 from compact_plugin.synthesis import SynthesisSettings, adversarial_copies, predict, synthesize
@@ -22,6 +23,9 @@ from plugins.plugin_types import RunContext
 from plugins.training import EpochCheckpoint, cached, check_finite_loss
 
 MAX_GRAD_NORM = 5.0
+# Where the pruned layers' Tucker factors come from: the clipped kernel's HOSVD (weights only), or
+# a fit to the layer's inputs and outputs on the synthetic images (`activation_fit.py`).
+BASES = ("activations", "weights")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class CleanCompactSettings:
     tau_scale: float = 2.0
     compression: float = 2.0
     rank_rule: str = "energy"
+    bases: str = "activations"
     synthetic: int = 1024
     synthesis_iterations: int = 200
     synthesis_lr: float = 0.1
@@ -128,8 +133,9 @@ def clean_and_compact(
     compact = copy.deepcopy(model).eval()
     inner = unwrap(compact)
     ranks = choose_ranks(inner, settings.compression, settings.rank_rule)
-    layers = decompose_and_clip(inner, settings.tau_scale, ranks)
-    if settings.epochs == 0:
+    fit = settings.bases == "activations"
+    layers = decompose_and_clip(inner, settings.tau_scale, {} if fit else ranks)
+    if settings.epochs == 0 and not (fit and ranks):
         return compact, {"layers": layers}
 
     synthesis = SynthesisSettings(
@@ -150,14 +156,20 @@ def clean_and_compact(
 
     data = cached(context, "cc-synthetic", make_data)
     synthetic, labels, adversarial = data["synthetic"], data["labels"], data["adversarial"]
+    if fit:
+        fit_to_activations(compact, inner, synthetic, ranks, context.device)
+        for name, pair in ranks.items():
+            layers[name]["ranks"] = list(pair)
+    details = {
+        "layers": layers,
+        "synthesis": {key: data[key] for key in ("bn_loss_start", "bn_loss_end")},
+        "synthetic_label_counts": torch.bincount(labels, minlength=num_classes).tolist(),
+    }
+    if settings.epochs == 0:
+        return compact, details
     landed = torch.bincount(predict(original, adversarial, context.device), minlength=num_classes)
     images = torch.cat([synthetic, adversarial])
     targets = torch.cat([labels, labels])
     finetune_on_synthetic(compact, images, targets, settings, context)
-    return compact, {
-        "layers": layers,
-        "synthesis": {key: data[key] for key in ("bn_loss_start", "bn_loss_end")},
-        "synthetic_label_counts": torch.bincount(labels, minlength=num_classes).tolist(),
-        # In a backdoored model untargeted perturbations pile up in the target class.
-        "adversarial_label_counts": landed.tolist(),
-    }
+    # In a backdoored model untargeted perturbations pile up in the target class.
+    return compact, details | {"adversarial_label_counts": landed.tolist()}

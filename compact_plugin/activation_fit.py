@@ -1,0 +1,91 @@
+"""Tucker-2 factors fitted to what a layer sees instead of to its kernel alone. Truncating a
+weight-space HOSVD (`tucker.py`) keeps the directions of largest kernel energy, which are not the
+ones the network uses: on the shared WRN-16-1 at 2x it leaves 20% clean accuracy. Here the input
+factor comes from the kernel whitened by the layer's input second moments, and the output factor
+from the principal directions of the reduced layer's outputs, both measured on synthetic inputs
+(response reconstruction, as in Zhang et al., TPAMI 2016, applied to the two Tucker-2 modes).
+Layers are fitted in network order, each on the outputs of the layers already replaced, so later
+layers absorb earlier errors. Directions the data never excites, such as a trigger's (C&C's
+premise), are the first to go."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compact_plugin.ranks import decomposable_convs
+from compact_plugin.tucker import TuckerConv2d, unfold
+from plugins.data.tensors import batch_slices
+
+# Ridge on the input second moments, relative to their mean eigenvalue: keeps the whitening
+# invertible where the synthetic inputs leave a channel (nearly) constant.
+RIDGE = 1e-3
+
+
+@torch.no_grad()
+def fit_to_activations(
+    model: nn.Module,
+    inner: nn.Module,
+    images: torch.Tensor,
+    ranks: dict[str, tuple[int, int]],
+    device: torch.device,
+    batch_size: int = 256,
+) -> None:
+    """Replace each conv of `inner` named in `ranks` by a TuckerConv2d fitted on `images` run
+    through `model` (which contains `inner`, e.g. behind an input normalization)."""
+    model.eval()
+    for name, conv in decomposable_convs(inner).items():
+        if name in ranks:
+            inputs = _inputs_of(model, conv, images, device, batch_size)
+            inner.set_submodule(name, fitted_layer(conv, inputs, *ranks[name]))
+
+
+@torch.no_grad()
+def fitted_layer(conv: nn.Conv2d, inputs: torch.Tensor, out_rank: int, in_rank: int) -> nn.Module:
+    """Input mode: with S = E[x x^T]^(1/2), the first 1x1 conv is V^T S^-1 and the core W x2 (S V),
+    V the leading right singular vectors of W x2 S (output error under whitened inputs). Output
+    mode: U1 are the leading eigenvectors of E[y y^T] of that reduced layer's outputs y."""
+    weight = conv.weight.detach().double()
+    x = inputs.double()
+    second = _second_moments(x)
+    values, vectors = torch.linalg.eigh(second)
+    values = values.clamp_min(0) + RIDGE * values.clamp_min(0).mean()
+    root = vectors @ torch.diag(values.sqrt()) @ vectors.T
+    root_inverse = vectors @ torch.diag(values.rsqrt()) @ vectors.T
+    whitened = torch.einsum("oikl,ij->ojkl", weight, root)
+    basis = torch.linalg.svd(unfold(whitened, 1), full_matrices=False).U[:, :in_rank]
+    first = basis.T @ root_inverse
+    core = torch.einsum("ojkl,jr->orkl", whitened, basis)
+    reduced = F.conv2d(
+        F.conv2d(x, first[:, :, None, None]), core, None, conv.stride, conv.padding, conv.dilation
+    )
+    values, vectors = torch.linalg.eigh(_second_moments(reduced))
+    out_factor = vectors[:, values.argsort(descending=True)[:out_rank]]
+    layer = TuckerConv2d(conv, out_rank, in_rank)
+    dtype = conv.weight.dtype
+    layer.first.weight.copy_(first[:, :, None, None].to(dtype))
+    layer.core.weight.copy_(torch.einsum("orkl,oq->qrkl", core, out_factor).to(dtype))
+    layer.last.weight.copy_(out_factor[:, :, None, None].to(dtype))
+    if conv.bias is not None:
+        layer.last.bias.copy_(conv.bias)
+    return layer.to(conv.weight.device)
+
+
+def _second_moments(tensor: torch.Tensor) -> torch.Tensor:
+    """E[v v^T] over every image and position of an NCHW tensor (C x C)."""
+    flat = tensor.movedim(1, 0).reshape(tensor.shape[1], -1)
+    return flat @ flat.T / flat.shape[1]
+
+
+def _inputs_of(
+    model: nn.Module, conv: nn.Conv2d, images: torch.Tensor, device: torch.device, batch_size: int
+) -> torch.Tensor:
+    seen: list[torch.Tensor] = []
+    handle = conv.register_forward_pre_hook(lambda _, args: seen.append(args[0].cpu()))
+    try:
+        for part in batch_slices(len(images), batch_size):
+            model(images[part].to(device))
+    finally:
+        handle.remove()
+    return torch.cat(seen)
