@@ -30,7 +30,7 @@ HELP = {
     "synthesis_ce": "weight of the cross-entropy towards sampled labels in synthesis",
     "adversarial_eps": "L-inf radius of the adversarial copies, in 1/255",
     "adversarial_steps": "PGD steps of the adversarial copies",
-    "epochs": "fine-tuning epochs on synthetic + adversarial data (0 = none)",
+    "epochs": "fine-tuning epochs on synthetic + adversarial data (0 = none, the default)",
     "lr": "SGD learning rate of the fine-tuning (cosine-annealed)",
     "batch_size": "fine-tuning batch size",
 }
