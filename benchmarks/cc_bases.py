@@ -16,16 +16,11 @@ import time
 from pathlib import Path
 
 import torch
+from shared_badnet import ROOT, load, score
 
 from compact_plugin.cleaning import CleanCompactSettings, clean_and_compact
-from plugins.attack_spec import parse_attack_spec, triggered_test_set
-from plugins.checkpoints import open_checkpoint
-from plugins.data.loading import open_data
 from plugins.plugin_types import RunContext
-from plugins.training import predict_logits
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 NO_CLIPPING = 1e6
 
 
@@ -39,20 +34,8 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
-    _, loaded = open_checkpoint(SHARED / "checkpoints" / "nad-wrn16-1-badnet.pth.tar")
-    model = loaded.model.eval()
-    test = open_data(SHARED / "data" / "cifar10-jpeg.tar.gz", quiet=True).test
-    triggered = triggered_test_set(test, parse_attack_spec("badnet:pattern=grid,target=5"))
-    device = torch.device("cpu")
-    context = RunContext(device, 0, quiet=True, workdir=args.work, resume=True)
-
-    def score(network: torch.nn.Module) -> dict[str, float]:
-        clean = predict_logits(network, test.images, device).argmax(1).numpy()
-        backdoor = predict_logits(network, triggered.images.images, device).argmax(1).numpy()
-        return {
-            "clean_acc": float((clean == test.labels).mean()),
-            "asr": float((backdoor == triggered.targets).mean()),
-        }
+    model, test, triggered = load()
+    context = RunContext(torch.device("cpu"), 0, quiet=True, workdir=args.work, resume=True)
 
     rows = {
         "weights, no clipping, no fine-tuning": ("weights", NO_CLIPPING, 0),
@@ -66,7 +49,7 @@ def main() -> None:
             args.epochs,
         ),
     }
-    results = {"input": score(model)}
+    results = {"input": score(model, test, triggered)}
     for label, (bases, tau_scale, epochs) in rows.items():
         (args.work / "cc.state.pt").unlink(missing_ok=True)  # fine-tuning must not resume
         settings = CleanCompactSettings(
@@ -75,7 +58,7 @@ def main() -> None:
         )  # fmt: skip
         started = time.perf_counter()
         compact, _ = clean_and_compact(model, (32, 32), 10, settings, context)
-        results[label] = score(compact) | {"time_s": time.perf_counter() - started}
+        results[label] = score(compact, test, triggered) | {"time_s": time.perf_counter() - started}
         print(label, results[label], flush=True)
     results["settings"] = vars(args) | {"work": str(args.work), "json": str(args.json)}
     print("| Tucker factors, clipping, fine-tuning | clean acc | ASR |\n|---|---|---|")

@@ -10,44 +10,25 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
-import torch
+from shared_badnet import ROOT, load, score
 
 from compact_plugin.cleaning import decompose_and_clip
 from compact_plugin.ranks import RULES, choose_ranks, parameters_with
-from plugins.attack_spec import parse_attack_spec, triggered_test_set
-from plugins.checkpoints import open_checkpoint
-from plugins.data.loading import open_data
-from plugins.training import predict_logits
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 NO_CLIPPING = 1e6
 
 
 def main() -> None:
-    _, loaded = open_checkpoint(SHARED / "checkpoints" / "nad-wrn16-1-badnet.pth.tar")
-    model = loaded.model.eval()
-    test = open_data(SHARED / "data" / "cifar10-jpeg.tar.gz", quiet=True).test
-    triggered = triggered_test_set(test, parse_attack_spec("badnet:pattern=grid,target=5"))
-    device = torch.device("cpu")
-
-    def score(network: torch.nn.Module) -> dict[str, float]:
-        clean = predict_logits(network, test.images, device).argmax(1).numpy()
-        backdoor = predict_logits(network, triggered.images.images, device).argmax(1).numpy()
-        return {
-            "clean_acc": float((clean == test.labels).mean()),
-            "asr": float((backdoor == triggered.targets).mean()),
-        }
+    model, test, triggered = load()
 
     total = sum(parameter.numel() for parameter in model.parameters())
-    results = {"input": score(model)}
+    results = {"input": score(model, test, triggered)}
     for rule in RULES:
         ranks = choose_ranks(model, 2.0, rule)
         compact = copy.deepcopy(model)
         decompose_and_clip(compact, NO_CLIPPING, ranks)
-        results[rule] = score(compact) | {
+        results[rule] = score(compact, test, triggered) | {
             "compression": total / parameters_with(model, ranks),
             "ranks": {name: list(pair) for name, pair in ranks.items()},
         }

@@ -1,0 +1,36 @@
+"""The shared NAD badnet checkpoint and its test sets, for the C&C benchmarks that score it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from plugins.attack_spec import parse_attack_spec, triggered_test_set
+from plugins.checkpoints import open_checkpoint
+from plugins.data.imageset import ImageSet
+from plugins.data.loading import open_data
+from plugins.plugin_types import TriggeredSet
+from plugins.training import predict_logits
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def load() -> tuple[nn.Module, ImageSet, TriggeredSet]:
+    """The backdoored model (eval mode), the 10,000 JPEG test images and their triggered copies."""
+    _, loaded = open_checkpoint(SHARED / "checkpoints" / "nad-wrn16-1-badnet.pth.tar")
+    test = open_data(SHARED / "data" / "cifar10-jpeg.tar.gz", quiet=True).test
+    triggered = triggered_test_set(test, parse_attack_spec("badnet:pattern=grid,target=5"))
+    return loaded.model.eval(), test, triggered
+
+
+def score(network: nn.Module, test: ImageSet, triggered: TriggeredSet) -> dict[str, float]:
+    device = torch.device("cpu")
+    clean = predict_logits(network, test.images, device).argmax(1).numpy()
+    backdoor = predict_logits(network, triggered.images.images, device).argmax(1).numpy()
+    return {
+        "clean_acc": float((clean == test.labels).mean()),
+        "asr": float((backdoor == triggered.targets).mean()),
+    }
