@@ -60,6 +60,14 @@ def check_ratio(ratio: float) -> None:
         raise PurifyError(f"poisoning ratio must be in [0, 1), got {ratio}")
 
 
+def eligible(spec: AttackSpec, labels: np.ndarray) -> np.ndarray:
+    """Which images may be poisoned: clean-label attacks take target-class images (their labels
+    stay), all-to-one attacks the others, all-to-all attacks any."""
+    if spec.options["all_to_all"] and not spec.attack.clean_label:
+        return np.ones(len(labels), dtype=bool)
+    return (labels == spec.options["target"]) == spec.attack.clean_label
+
+
 def poison_training_set(
     data: ImageSet,
     spec: AttackSpec,
@@ -74,12 +82,7 @@ def poison_training_set(
     `stamp_after_augment` to put on during training."""
     check_ratio(ratio)
     count = round(ratio * len(data))
-    if spec.attack.clean_label or not spec.options["all_to_all"]:
-        pool = data.labels == spec.options["target"]
-        pool = pool if spec.attack.clean_label else ~pool
-        candidates = np.flatnonzero(pool)
-    else:
-        candidates = np.arange(len(data))
+    candidates = np.flatnonzero(eligible(spec, data.labels))
     if count > len(candidates):
         raise PurifyError(
             f"cannot poison {count} images: only {len(candidates)} are eligible; lower --ratio"
@@ -130,11 +133,8 @@ def poison_each_batch(spec: AttackSpec, ratio: float, num_classes: int) -> Batch
 
     def poison(batch, labels, index, generator):
         order = torch.randperm(len(batch), generator=generator)
-        if options["all_to_all"]:
-            eligible = torch.ones(len(batch), dtype=torch.bool)
-        else:
-            eligible = (labels == options["target"]) == attack.clean_label
-        rows = order[eligible[order]][: round(ratio * len(batch))]
+        allowed = torch.from_numpy(eligible(spec, labels.numpy()))
+        rows = order[allowed[order]][: round(ratio * len(batch))]
         if len(rows) == 0:
             return batch, labels
         batch, labels = batch.clone(), labels.clone()
