@@ -50,7 +50,8 @@ def fitted_layer(conv: nn.Conv2d, inputs: torch.Tensor, out_rank: int, in_rank: 
     x = inputs.double()
     second = _second_moments(x)
     values, vectors = torch.linalg.eigh(second)
-    values = values.clamp_min(0) + RIDGE * values.clamp_min(0).mean()
+    values = values.clamp_min(0)
+    values = values + RIDGE * values.mean()
     root = vectors @ torch.diag(values.sqrt()) @ vectors.T
     root_inverse = vectors @ torch.diag(values.rsqrt()) @ vectors.T
     whitened = torch.einsum("oikl,ij->ojkl", weight, root)

@@ -150,14 +150,10 @@ def clean_and_compact(
     def make_data() -> dict:
         synthetic, statistics = synthesize(original, size, num_classes, synthesis, context)
         labels = predict(original, synthetic, context.device)
-        adversarial = adversarial_copies(
-            original, synthetic, labels, settings.adversarial_eps / 255,
-            settings.adversarial_steps, context,
-        )  # fmt: skip
-        return {"synthetic": synthetic, "labels": labels, "adversarial": adversarial} | statistics
+        return {"synthetic": synthetic, "labels": labels} | statistics
 
     data = cached(context, "cc-synthetic", make_data)
-    synthetic, labels, adversarial = data["synthetic"], data["labels"], data["adversarial"]
+    synthetic, labels = data["synthetic"], data["labels"]
     if fit:
         fit_to_activations(compact, inner, synthetic, ranks, context.device)
         for name, pair in ranks.items():
@@ -169,6 +165,15 @@ def clean_and_compact(
     }
     if settings.epochs == 0:
         return compact, details
+
+    def make_adversarial() -> dict:
+        eps = settings.adversarial_eps / 255
+        copies = adversarial_copies(
+            original, synthetic, labels, eps, settings.adversarial_steps, context
+        )
+        return {"images": copies}
+
+    adversarial = cached(context, "cc-adversarial", make_adversarial)["images"]
     landed = torch.bincount(predict(original, adversarial, context.device), minlength=num_classes)
     images = torch.cat([synthetic, adversarial])
     targets = torch.cat([labels, labels])
