@@ -13,24 +13,17 @@ from __future__ import annotations
 import copy
 import json
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from shared_badnet import ROOT, load, score
 from torch import nn
 
 from compact_plugin.activation_fit import fit_to_activations
 from compact_plugin.cleaning import decompose_and_clip
 from compact_plugin.ranks import choose_ranks
-from plugins.attack_spec import parse_attack_spec
-from plugins.checkpoints import open_checkpoint
-from plugins.data.loading import open_data
 from plugins.data.tensors import random_crop_flip, shuffled_batches
-from plugins.training import predict_logits
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 VARIANTS = (
     {"lr": 0.01, "bn_train": False, "soft_labels": True, "epochs": 10},
     {"lr": 0.001, "bn_train": False, "soft_labels": True, "epochs": 10},
@@ -40,35 +33,18 @@ VARIANTS = (
 
 def main() -> None:
     torch.manual_seed(0)
-    _, loaded = open_checkpoint(SHARED / "checkpoints" / "nad-wrn16-1-badnet.pth.tar")
-    model = loaded.model.eval()
-    test = open_data(SHARED / "data" / "cifar10-jpeg.tar.gz", quiet=True).test
-    index = np.random.default_rng(0).permutation(len(test.images))[:2000]
-    images, labels = test.images[index], test.labels[index]
-    triggered = parse_attack_spec("badnet:pattern=grid,target=5").stamp(images[labels != 5])
+    model, test, triggered = load(count=2000)
     device = torch.device("cpu")
-
-    def score(network: nn.Module) -> dict[str, float]:
-        network.eval()
-        clean = predict_logits(network, images, device).argmax(1).numpy()
-        backdoor = predict_logits(network, triggered, device).argmax(1).numpy()
-        return {
-            "clean_acc": float((clean == labels).mean()),
-            "asr": float((backdoor == 5).mean()),
-        }
-
-    data = torch.load(ROOT / "out" / "cc-bases" / "cc-synthetic.pt", weights_only=True)
-    synthetic, synthetic_labels, adversarial = (
-        data["synthetic"],
-        data["labels"],
-        data["adversarial"],
-    )
+    work = ROOT / "out" / "cc-bases"
+    data = torch.load(work / "cc-synthetic.pt", weights_only=True)
+    synthetic, synthetic_labels = data["synthetic"], data["labels"]
+    adversarial = torch.load(work / "cc-adversarial.pt", weights_only=True)["images"]
     fitted = copy.deepcopy(model)
     decompose_and_clip(fitted, 1e6, {})
     fit_to_activations(fitted, fitted, synthetic, choose_ranks(model, 2.0, "energy"), device)
     with torch.no_grad():
         soft = model(synthetic).softmax(1)
-    results = {"fitted, no fine-tuning": score(fitted)}
+    results = {"fitted, no fine-tuning": score(fitted, test, triggered)}
     print(results, flush=True)
 
     for variant in VARIANTS:
@@ -97,7 +73,7 @@ def main() -> None:
                 optimizer.step()
             scheduler.step()
         label = ", ".join(f"{key}={value}" for key, value in variant.items())
-        results[label] = score(network) | {"time_s": time.perf_counter() - started}
+        results[label] = score(network, test, triggered) | {"time_s": time.perf_counter() - started}
         print(label, results[label], flush=True)
     print("| fine-tuning | clean acc | ASR |\n|---|---|---|")
     for label, row in results.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,10 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
-def load() -> tuple[nn.Module, ImageSet, TriggeredSet]:
-    """The backdoored model (eval mode), the 10,000 JPEG test images and their triggered copies."""
+def load(count: int | None = None) -> tuple[nn.Module, ImageSet, TriggeredSet]:
+    """The backdoored model (eval mode), the 10,000 JPEG test images (or `count` of them, drawn
+    with seed 0) and their triggered copies."""
     _, loaded = open_checkpoint(SHARED / "checkpoints" / "nad-wrn16-1-badnet.pth.tar")
     test = open_data(SHARED / "data" / "cifar10-jpeg.tar.gz", quiet=True).test
+    if count is not None:
+        test = test.subset(np.random.default_rng(0).permutation(len(test.images))[:count])
     triggered = triggered_test_set(test, parse_attack_spec("badnet:pattern=grid,target=5"))
     return loaded.model.eval(), test, triggered
 
