@@ -22,6 +22,7 @@ DATA = SHARED / "data" / "cifar10-jpeg.tar.gz"
 # At ratio 0.1 they poison every dog image, leaving no clean dog, which cost SIG and cleanlabel more
 # than 3 points of clean accuracy: SIG poisons half of them (0.05), cleanlabel three quarters
 # (0.075; half gave 74% ASR). The whole-image filter cost 4.8 points at 0.1 with 97.6% ASR: 0.05.
+# The default 8-px polygon reached 81% ASR; 10 px (as in the recorded row) 98%.
 ATTACKS = {
     "clean": ["--poison-ratio", "0"],
     "badnet": ["-o", "pattern=grid"],
@@ -31,7 +32,7 @@ ATTACKS = {
     "cleanlabel": ["--poison-ratio", "0.075"],
     "square": [],
     "trojan": [],
-    "polygon": [],
+    "polygon": ["-o", "size=10"],
     "filter": ["--poison-ratio", "0.05"],
 }
 

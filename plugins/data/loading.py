@@ -230,7 +230,14 @@ def _extract_once(archive: Path) -> Path:
             f"cannot extract {archive}: {error}; check that the archive is whole"
         ) from None
     (partial / ".complete").touch()
-    if target.exists():
-        shutil.rmtree(target)
-    partial.rename(target)
+    if (target / ".complete").exists():  # another process finished first and may be reading it
+        shutil.rmtree(partial, ignore_errors=True)
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        partial.rename(target)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not (target / ".complete").exists():
+            raise
     return target

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from plugins.data import loading
 from plugins.data.loading import open_data
 from plugins.errors import PurifyError
 
@@ -24,6 +25,28 @@ def test_archive_with_top_folder(tiny_data, tmp_path):
         tar.add(tiny_data, arcname="tiny")
     splits = open_data(archive)
     assert np.array_equal(splits.test.images, open_data(tiny_data).test.images)
+
+
+def test_concurrent_extraction_keeps_the_first_copy(tiny_data, tmp_path, monkeypatch):
+    """Two processes extracting one archive: the one finishing second must not delete the copy
+    the first is already reading (it did, and a parallel `purify attack` lost its images)."""
+    archive = tmp_path / "tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tiny_data, arcname="tiny")
+    target = loading._extract_once(archive)
+    marker = target / "tiny" / "in-use"
+    marker.touch()
+    original = tarfile.TarFile.extractall
+
+    def extract_while_other_finished(self, path, **kwargs):
+        original(self, path, **kwargs)
+        (target / ".complete").touch()
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extract_while_other_finished)
+    (target / ".complete").unlink()  # this process sees no finished copy when it starts
+    assert loading._extract_once(archive) == target
+    assert marker.exists()
+    assert not list(target.parent.glob("*.partial-*"))
 
 
 def test_archive_escaping_its_folder_is_refused(tmp_path):
