@@ -10,6 +10,7 @@ from torch import nn
 
 from compact_plugin.cleaning import (
     BASES,
+    FIT_TARGETS,
     CleanCompactSettings,
     clean_and_compact,
     dense_equivalent,
@@ -24,6 +25,7 @@ HELP = {
     "compression": "parameter compression target of the whole model (1 = no rank pruning)",
     "rank_rule": "per-layer ranks: energy (one singular-value energy share, dense stem) or uniform",
     "bases": "Tucker factors of pruned layers: fitted to synthetic activations, or kernel HOSVD",
+    "fit_target": "fitted layers reproduce their own kernel (layer) or the unpruned net (network)",
     "synthetic": "number of ZeroQ synthetic images",
     "synthesis_iterations": "optimisation steps per synthetic batch",
     "synthesis_lr": "Adam learning rate of the synthetic pixels (logit space)",
@@ -67,7 +69,9 @@ def register_defenses(register):
                     type(field.default),
                     field.default,
                     HELP[field.name],
-                    choices={"rank_rule": RULES, "bases": BASES}.get(field.name),
+                    choices={"rank_rule": RULES, "bases": BASES, "fit_target": FIT_TARGETS}.get(
+                        field.name
+                    ),
                 )
                 for field in dataclasses.fields(CleanCompactSettings)
             ),

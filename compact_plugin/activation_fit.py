@@ -4,9 +4,11 @@ ones the network uses: on the shared WRN-16-1 at 2x it leaves 20% clean accuracy
 factor comes from the kernel whitened by the layer's input second moments, and the output factor
 from the principal directions of the reduced layer's outputs, both measured on synthetic inputs
 (response reconstruction, as in Zhang et al., TPAMI 2016, applied to the two Tucker-2 modes).
-Layers are fitted in network order, each on the outputs of the layers already replaced, so later
-layers absorb earlier errors. Directions the data never excites, such as a trigger's (C&C's
-premise), are the first to go."""
+Layers are fitted in network order, each on the outputs of the layers already replaced. Given the
+original network, each layer is fitted to reproduce the *original* layer's outputs from those
+inputs (asymmetric reconstruction, Zhang et al. TPAMI 2016, sec. 3.3), so later layers absorb
+earlier errors instead of compounding them. Directions the data never excites, such as a
+trigger's (C&C's premise), are the first to go."""
 
 from __future__ import annotations
 
@@ -30,23 +32,45 @@ def fit_to_activations(
     images: torch.Tensor,
     ranks: dict[str, tuple[int, int]],
     device: torch.device,
+    reference: nn.Module | None = None,
+    reference_images: torch.Tensor | None = None,
     batch_size: int = 256,
 ) -> None:
     """Replace each conv of `inner` named in `ranks` by a TuckerConv2d fitted on `images` run
-    through `model` (which contains `inner`, e.g. behind an input normalization)."""
+    through `model` (which contains `inner`, e.g. behind an input normalization). With
+    `reference`, an untouched copy of `model`, each layer targets the reference layer's outputs
+    on `reference_images` (default: `images`), paired with `images` one to one."""
     model.eval()
+    prefix = next(name for name, module in model.named_modules() if module is inner)
     for name, conv in decomposable_convs(inner).items():
-        if name in ranks:
-            inputs = _inputs_of(model, conv, images, device, batch_size)
-            inner.set_submodule(name, fitted_layer(conv, inputs, *ranks[name]))
+        if name not in ranks:
+            continue
+        inputs = _inputs_of(model, conv, images, device, batch_size)
+        original_inputs = None
+        if reference is not None:
+            original = reference.get_submodule(f"{prefix}.{name}" if prefix else name)
+            targets = images if reference_images is None else reference_images
+            original_inputs = _inputs_of(reference.eval(), original, targets, device, batch_size)
+        inner.set_submodule(name, fitted_layer(conv, inputs, *ranks[name], original_inputs))
 
 
 @torch.no_grad()
-def fitted_layer(conv: nn.Conv2d, inputs: torch.Tensor, out_rank: int, in_rank: int) -> nn.Module:
+def fitted_layer(
+    conv: nn.Conv2d, inputs: torch.Tensor, out_rank: int, in_rank: int,
+    original_inputs: torch.Tensor | None = None,
+) -> nn.Module:  # fmt: skip
     """Input mode: with S = E[x x^T]^(1/2), the first 1x1 conv is V^T S^-1 and the core W x2 (S V),
     V the leading right singular vectors of W x2 S (output error under whitened inputs). Output
-    mode: U1 are the leading eigenvectors of E[y y^T] of that reduced layer's outputs y."""
+    mode: U1 are the leading eigenvectors of E[y y^T] of that reduced layer's outputs y. With
+    `original_inputs`, W is first replaced by the kernel that best maps `inputs` to the original
+    layer's outputs on `original_inputs`."""
     weight = conv.weight.detach().double()
+    if (
+        original_inputs is not None
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+    ):
+        weight = corrected_kernel(conv, inputs, original_inputs)
     x = inputs.double()
     second = _second_moments(x)
     values, vectors = torch.linalg.eigh(second)
@@ -71,6 +95,33 @@ def fitted_layer(conv: nn.Conv2d, inputs: torch.Tensor, out_rank: int, in_rank: 
     if conv.bias is not None:
         layer.last.bias.copy_(conv.bias)
     return layer.to(conv.weight.device)
+
+
+@torch.no_grad()
+def corrected_kernel(
+    conv: nn.Conv2d, inputs: torch.Tensor, original_inputs: torch.Tensor, chunk: int = 64
+) -> torch.Tensor:
+    """argmin_K sum ||K * x~ - W * x||^2 over every output position (least squares on the
+    patches, ridge as in the whitening): the dense kernel that undoes the earlier layers' error,
+    the first step of asymmetric reconstruction (Zhang et al. TPAMI 2016, eq. 10's target)."""
+    weight = conv.weight.detach().double()
+    width = weight[0].numel()
+    auto = torch.zeros(width, width, dtype=torch.float64)
+    cross = torch.zeros(width, width, dtype=torch.float64)
+    for part in batch_slices(len(inputs), chunk):
+        approximate = _patches(conv, inputs[part].double())
+        exact = _patches(conv, original_inputs[part].double())
+        auto += approximate.T @ approximate
+        cross += exact.T @ approximate
+    auto += RIDGE * auto.diagonal().mean() * torch.eye(width, dtype=torch.float64)
+    flat = torch.linalg.solve(auto, cross.T @ weight.reshape(len(weight), -1).T).T
+    return flat.reshape(weight.shape)
+
+
+def _patches(conv: nn.Conv2d, tensor: torch.Tensor) -> torch.Tensor:
+    """Every output position's receptive field as a row (positions x C_in K K)."""
+    patches = F.unfold(tensor, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+    return patches.transpose(1, 2).reshape(-1, patches.shape[1])
 
 
 def _second_moments(tensor: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,10 @@ MAX_GRAD_NORM = 5.0
 # Where the pruned layers' Tucker factors come from: the clipped kernel's HOSVD (weights only), or
 # a fit to the layer's inputs and outputs on the synthetic images (`activation_fit.py`).
 BASES = ("activations", "weights")
+# What an activation-fitted layer reproduces: its own kernel's outputs on the inputs it now gets
+# (`layer`), or the unpruned (clipped) network's outputs of that layer (`network`: asymmetric
+# reconstruction, which keeps far more clean accuracy and, on the shared checkpoint, the backdoor).
+FIT_TARGETS = ("layer", "network")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class CleanCompactSettings:
     compression: float = 2.0
     rank_rule: str = "energy"
     bases: str = "activations"
+    fit_target: str = "layer"
     synthetic: int = 1024
     synthesis_iterations: int = 200
     synthesis_lr: float = 0.1
@@ -155,7 +160,8 @@ def clean_and_compact(
     data = cached(context, "cc-synthetic", make_data)
     synthetic, labels = data["synthetic"], data["labels"]
     if fit:
-        fit_to_activations(compact, inner, synthetic, ranks, context.device)
+        reference = copy.deepcopy(compact) if settings.fit_target == "network" else None
+        fit_to_activations(compact, inner, synthetic, ranks, context.device, reference)
         for name, pair in ranks.items():
             layers[name]["ranks"] = list(pair)
     details = {

@@ -45,3 +45,34 @@ def test_fit_replaces_exactly_the_ranked_layers():
     assert replaced == set(ranks)
     for name, pair in ranks.items():
         assert model.get_submodule(name).ranks == pair
+
+
+def test_reference_fit_undoes_an_earlier_layers_error():
+    """Asymmetric reconstruction: inputs distorted by a channel mixing (an earlier layer's error)
+    still give the original layer's outputs, which the plain fit cannot."""
+    conv = _conv(2)
+    generator = torch.Generator().manual_seed(1)
+    original = torch.randn(16, 8, 10, 10, generator=generator)
+    mixing = torch.eye(8) + 0.5 * torch.randn(8, 8, generator=generator)
+    distorted = torch.einsum("cd,ndhw->nchw", mixing, original)
+    target = conv(original)
+    corrected = fitted_layer(conv, distorted, 12, 8, original_inputs=original)
+    plain = fitted_layer(conv, distorted, 12, 8)
+    corrected_error = (corrected(distorted) - target).square().mean()
+    plain_error = (plain(distorted) - target).square().mean()
+    assert corrected_error < 1e-3 * target.square().mean()
+    assert corrected_error < 0.01 * plain_error
+
+
+def test_reference_fit_of_an_unchanged_model_keeps_its_function():
+    model = tiny_wideresnet().eval()
+    reference = tiny_wideresnet().eval()
+    reference.load_state_dict(model.state_dict())
+    images = torch.rand(16, 3, 16, 16)
+    full = {
+        name: (conv.out_channels, conv.in_channels)
+        for name, conv in model.named_modules()
+        if isinstance(conv, nn.Conv2d)
+    }
+    fit_to_activations(model, model, images, full, torch.device("cpu"), reference=reference)
+    assert torch.allclose(model(images), reference(images), atol=1e-3)

@@ -84,3 +84,22 @@ def test_interrupted_fine_tuning_resumes_to_the_same_weights(tmp_path):
     finetune_on_synthetic(resumed, images, labels, settings, context)
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_network_fit_target_stays_closer_to_the_original():
+    from compact_plugin.cleaning import CleanCompactSettings, clean_and_compact
+    from plugins.plugin_types import RunContext
+
+    torch.manual_seed(0)
+    model = tiny_wideresnet().eval()
+    images = torch.rand(64, 3, 16, 16)
+    context = RunContext(torch.device("cpu"), 0, quiet=True)
+    errors = {}
+    for target in ("layer", "network"):
+        settings = CleanCompactSettings(
+            tau_scale=1e6, synthetic=64, synthesis_iterations=5, fit_target=target
+        )
+        compact, _ = clean_and_compact(model, (16, 16), 10, settings, context)
+        with torch.no_grad():
+            errors[target] = (compact(images) - model(images)).square().mean().item()
+    assert errors["network"] < errors["layer"]
