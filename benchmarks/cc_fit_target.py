@@ -13,7 +13,6 @@ JPEG test images. Writes docs/results/cc_fit_target.json.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
@@ -23,13 +22,15 @@ import torch
 from shared_badnet import ROOT, SHARED, load, score
 from torch import nn
 
-from compact_plugin.activation_fit import fit_to_activations
-from compact_plugin.cleaning import CleanCompactSettings, clean_and_compact, decompose_and_clip
-from compact_plugin.ranks import choose_ranks
+from compact_plugin.cleaning import (
+    CleanCompactSettings,
+    clean_and_compact,
+    decomposed,
+    fit_pruned_layers,
+)
 from compact_plugin.synthesis import adversarial_copies, predict
 from plugins.data.loading import open_data
 from plugins.data.tensors import batch_slices, to_tensor
-from plugins.models.normalized import unwrap
 from plugins.plugin_types import RunContext
 
 NO_CLIPPING = 1e6
@@ -37,12 +38,9 @@ NO_CLIPPING = 1e6
 
 def network_fit(model: nn.Module, images: torch.Tensor) -> nn.Module:
     """The plugin's `fit_target=network` path on given images, whatever made them."""
-    compact = copy.deepcopy(model).eval()
-    inner = unwrap(compact)
-    ranks = choose_ranks(inner, 2.0, "energy")
-    decompose_and_clip(inner, NO_CLIPPING, {})
-    reference = copy.deepcopy(compact)
-    fit_to_activations(compact, inner, images, ranks, torch.device("cpu"), reference)
+    settings = CleanCompactSettings(tau_scale=NO_CLIPPING, fit_target="network")
+    compact, ranks, _ = decomposed(model, settings)
+    fit_pruned_layers(compact, images, ranks, settings.fit_target, torch.device("cpu"))
     return compact
 
 

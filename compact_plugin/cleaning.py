@@ -131,17 +131,36 @@ def finetune_on_synthetic(
     model.eval()
 
 
+def decomposed(
+    model: nn.Module, settings: CleanCompactSettings
+) -> tuple[nn.Module, dict[str, tuple[int, int]], dict[str, dict]]:
+    """A decomposed, clipped copy of `model`, the ranks chosen for it and the layer report.
+    Under `bases=activations` the ranked layers stay dense here: `fit_pruned_layers` prunes
+    them."""
+    compact = copy.deepcopy(model).eval()
+    inner = unwrap(compact)
+    ranks = choose_ranks(inner, settings.compression, settings.rank_rule)
+    fit = settings.bases == "activations"
+    return compact, ranks, decompose_and_clip(inner, settings.tau_scale, {} if fit else ranks)
+
+
+def fit_pruned_layers(
+    compact: nn.Module, images: torch.Tensor, ranks: dict[str, tuple[int, int]], fit_target: str,
+    device: torch.device,
+) -> None:  # fmt: skip
+    """Step 3b in place on `decomposed`'s model, on any images (synthetic in the defense)."""
+    reference = copy.deepcopy(compact) if fit_target == "network" else None
+    fit_to_activations(compact, unwrap(compact), images, ranks, device, reference)
+
+
 def clean_and_compact(
     model: nn.Module, size: tuple[int, int], num_classes: int, settings: CleanCompactSettings,
     context: RunContext,
 ) -> tuple[nn.Module, dict]:  # fmt: skip
     """The compact, purified model (with TuckerConv2d layers) and what to report."""
     original = copy.deepcopy(model).eval()
-    compact = copy.deepcopy(model).eval()
-    inner = unwrap(compact)
-    ranks = choose_ranks(inner, settings.compression, settings.rank_rule)
+    compact, ranks, layers = decomposed(model, settings)
     fit = settings.bases == "activations"
-    layers = decompose_and_clip(inner, settings.tau_scale, {} if fit else ranks)
     if settings.epochs == 0 and not (fit and ranks):
         return compact, {"layers": layers}
 
@@ -160,8 +179,7 @@ def clean_and_compact(
     data = cached(context, "cc-synthetic", make_data)
     synthetic, labels = data["synthetic"], data["labels"]
     if fit:
-        reference = copy.deepcopy(compact) if settings.fit_target == "network" else None
-        fit_to_activations(compact, inner, synthetic, ranks, context.device, reference)
+        fit_pruned_layers(compact, synthetic, ranks, settings.fit_target, context.device)
         for name, pair in ranks.items():
             layers[name]["ranks"] = list(pair)
     details = {
