@@ -19,9 +19,7 @@ import torch.nn.functional as F
 from shared_badnet import ROOT, load, score
 from torch import nn
 
-from compact_plugin.activation_fit import fit_to_activations
-from compact_plugin.cleaning import decompose_and_clip
-from compact_plugin.ranks import choose_ranks
+from compact_plugin.cleaning import CleanCompactSettings, decomposed, fit_pruned_layers
 from plugins.data.tensors import random_crop_flip, shuffled_batches
 
 VARIANTS = (
@@ -39,9 +37,9 @@ def main() -> None:
     data = torch.load(work / "cc-synthetic.pt", weights_only=True)
     synthetic, synthetic_labels = data["synthetic"], data["labels"]
     adversarial = torch.load(work / "cc-adversarial.pt", weights_only=True)["images"]
-    fitted = copy.deepcopy(model)
-    decompose_and_clip(fitted, 1e6, {})
-    fit_to_activations(fitted, fitted, synthetic, choose_ranks(model, 2.0, "energy"), device)
+    settings = CleanCompactSettings(tau_scale=1e6, compression=2.0, rank_rule="energy")
+    fitted, ranks, _ = decomposed(model, settings)
+    fit_pruned_layers(fitted, synthetic, ranks, settings.fit_target, device)
     with torch.no_grad():
         soft = model(synthetic).softmax(1)
     results = {"fitted, no fine-tuning": score(fitted, test, triggered)}
