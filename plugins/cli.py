@@ -25,7 +25,23 @@ _CLICK_TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING, bool: cli
 
 class PurifyGroup(DefaultGroup):
     """A default group whose errors are one line (`Error: ...`, exit 2) and whose leading options
-    (`purify --plugin medic --help`) go to the default command."""
+    (`purify --plugin medic --help`) go to the default command. Plugins' commands are added on
+    first lookup rather than at import, so a broken plugin package is reported as such an error."""
+
+    plugin_commands_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self.plugin_commands_added:
+            self.plugin_commands_added = True
+            get_manager().hook.register_commands(cli=self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._add_plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0].startswith("-") and args[0] not in ("--help", "--version"):
@@ -487,6 +503,3 @@ def bench_command(grid: Path, out: Path | None, device: str, quiet: bool) -> Non
             f"{len(failures)} bench job(s) failed, first {first.what}: {first.reason} (log: "
             f"{first.log}); fix it and re-run the same command"
         )
-
-
-get_manager().hook.register_commands(cli=cli)

@@ -6,6 +6,7 @@ Shipped plugins and third-party ones load the same way: from the `purify` entry-
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +69,40 @@ def new_manager() -> pluggy.PluginManager:
 def get_manager() -> pluggy.PluginManager:
     """The process-wide manager with every installed plugin loaded and checked."""
     manager = new_manager()
-    manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    manager.check_pending()
+    load_plugins(manager)
     return manager
+
+
+def load_plugins(manager: pluggy.PluginManager) -> None:
+    """Every entry point of the `purify` group, checked against the hookspecs. One broken
+    third-party package would otherwise stop every `purify` command with a traceback from deep
+    inside pluggy; the error names the package so the user can fix or remove it."""
+    try:
+        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    except Exception as error:
+        raise PurifyError(_broken_entry_point(error)) from error
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as error:
+        package = _module_package(error.plugin)
+        raise PurifyError(
+            f"plugin package {package} implements a hook purify does not have ({error}); "
+            f"update or uninstall {package}"
+        ) from error
+
+
+def _broken_entry_point(error: Exception) -> str:
+    detail = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry_point.load()
+        except Exception:
+            package = entry_point.dist.name if entry_point.dist else entry_point.value
+            return (
+                f"plugin '{entry_point.name}' ({entry_point.value}) from package {package} "
+                f"failed to load ({detail}); reinstall or uninstall {package}"
+            )
+    return f"a purify plugin failed to load ({detail}); reinstall or uninstall it"
 
 
 def _origins(manager: pluggy.PluginManager) -> dict[int, tuple[str, str]]:

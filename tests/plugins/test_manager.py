@@ -1,5 +1,8 @@
 """Discovery and registries: the rules every plugin, shipped or third-party, is held to."""
 
+import os
+import subprocess
+import sys
 import types
 
 import pluggy
@@ -7,7 +10,7 @@ import pytest
 
 from plugins import Defense, Option, hookimpl
 from plugins.errors import PurifyError
-from plugins.manager import collect, get_manager, lookup, new_manager
+from plugins.manager import collect, get_manager, load_plugins, lookup, new_manager
 
 
 def _defense_plugin(module_name: str, defense: Defense) -> types.ModuleType:
@@ -84,3 +87,49 @@ def test_registering_the_wrong_type_is_caught():
     manager.register(module)
     with pytest.raises(TypeError, match="must register Defense"):
         collect("defense", manager)
+
+
+def _installed_distribution(root, name: str, entry_point: str) -> None:
+    """A package's metadata on sys.path, as pip would leave it, with one `purify` entry point."""
+    info = root / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[purify]\n{entry_point}\n")
+
+
+def test_a_plugin_that_fails_to_import_is_a_one_line_error_naming_its_package(
+    tmp_path, monkeypatch
+):
+    _installed_distribution(tmp_path, "broken_purify_plugin", "broken = no_such_module_xyz")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PurifyError) as raised:
+        load_plugins(new_manager())
+    message = raised.value.format_message()
+    assert "plugin 'broken' (no_such_module_xyz) from package broken_purify_plugin" in message
+    assert "ModuleNotFoundError" in message
+    assert "reinstall or uninstall broken_purify_plugin" in message
+    assert "\n" not in message
+
+
+def test_a_plugin_with_an_unknown_hook_is_a_one_line_error(tmp_path, monkeypatch):
+    (tmp_path / "typo_purify_plugin.py").write_text(
+        "from plugins import hookimpl\n\n\n@hookimpl\ndef register_defences(register):\n    pass\n"
+    )
+    _installed_distribution(tmp_path, "typo_purify_plugin", "typo = typo_purify_plugin")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PurifyError, match="typo_purify_plugin implements a hook purify does not"):
+        load_plugins(new_manager())
+
+
+def test_the_cli_reports_a_broken_plugin_in_one_line(tmp_path):
+    _installed_distribution(tmp_path, "broken_purify_plugin", "broken = no_such_module_xyz")
+    environment = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "plugins", "plugins"],
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: plugin 'broken'")
+    assert "Traceback" not in result.stderr
