@@ -32,8 +32,8 @@ class PurifyGroup(DefaultGroup):
 
     def _add_plugin_commands(self) -> None:
         if not self.plugin_commands_added:
-            self.plugin_commands_added = True
             get_manager().hook.register_commands(cli=self)
+            self.plugin_commands_added = True
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         self._add_plugin_commands()
