@@ -15,14 +15,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
-from plugins.atomic import atomic_write
-from plugins.data.imageset import ImageSet
-from plugins.data.loading import decode_images
-from plugins.errors import PurifyError
-from plugins.models.normalized import Normalized, cpu_state_dict
-from plugins.models.registry import build_with_weights, output_classes
-from plugins.plugin_types import TriggeredSet
+from purify_backdoor import (
+    Adapter,
+    CheckpointSource,
+    ImageSet,
+    InputConvention,
+    LoadedModel,
+    Normalized,
+    PurifyError,
+    TriggeredSet,
+    atomic_write,
+    build_with_weights,
+    cpu_state_dict,
+    decode_images,
+    hookimpl,
+    output_classes,
+)
 
 REQUIRED_KEYS = {"model_name", "num_classes", "model", "img_size", "clean_data", "bd_test"}
 PREFIX = "module."

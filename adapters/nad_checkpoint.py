@@ -10,10 +10,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
-from plugins.models.normalized import cpu_state_dict
-from plugins.models.registry import build_with_weights
-from plugins.models.wideresnet import wideresnet_shape
+from purify_backdoor import (
+    Adapter,
+    CheckpointSource,
+    InputConvention,
+    LoadedModel,
+    build_with_weights,
+    cpu_state_dict,
+    hookimpl,
+    wideresnet_shape,
+)
 
 ATTACK_KEY = "purify_attack"
 

@@ -12,10 +12,18 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
-from plugins.errors import PurifyError
-from plugins.models.normalized import Normalized, cpu_state_dict
-from plugins.models.registry import build_with_weights, output_classes
+from purify_backdoor import (
+    Adapter,
+    CheckpointSource,
+    InputConvention,
+    LoadedModel,
+    Normalized,
+    PurifyError,
+    build_with_weights,
+    cpu_state_dict,
+    hookimpl,
+    output_classes,
+)
 
 METADATA_KEY = "purify"
 

@@ -8,12 +8,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from adapters.nad_checkpoint import looks_like_nad_wideresnet
-from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
-from plugins.errors import PurifyError
-from plugins.models.normalized import cpu_state_dict
-from plugins.models.registry import build_with_weights, output_classes
-from plugins.models.wideresnet import wideresnet_shape
+from purify_backdoor import (
+    Adapter,
+    CheckpointSource,
+    InputConvention,
+    LoadedModel,
+    PurifyError,
+    build_with_weights,
+    cpu_state_dict,
+    hookimpl,
+    output_classes,
+    wideresnet_shape,
+)
+from purify_backdoor.adapters.nad_checkpoint import looks_like_nad_wideresnet
 
 
 def detect(source: CheckpointSource) -> bool:

@@ -9,10 +9,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
-from plugins.errors import PurifyError
-from plugins.models.normalized import unwrap
-from plugins.models.registry import build_with_weights, output_classes
+from purify_backdoor import (
+    Adapter,
+    CheckpointSource,
+    InputConvention,
+    LoadedModel,
+    PurifyError,
+    build_with_weights,
+    hookimpl,
+    output_classes,
+    unwrap,
+)
 
 
 def detect(source: CheckpointSource) -> bool:

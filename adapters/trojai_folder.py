@@ -11,8 +11,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel, hookimpl
-from plugins.errors import PurifyError
+from purify_backdoor import (
+    Adapter,
+    CheckpointSource,
+    InputConvention,
+    LoadedModel,
+    PurifyError,
+    hookimpl,
+)
 
 MODEL_FILE = "model.pt"
 CROP = 224

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from recorded import portable_command
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data" / "cifar10-jpeg.tar.gz"
@@ -40,7 +42,8 @@ ATTACKS = {
 def train(name: str, flags: list[str], args: argparse.Namespace) -> dict:
     out = args.work / f"{name}.pth.tar"
     command = [
-        sys.executable, "-m", "plugins", "attack", "--plugin", name, "--data", str(args.data),
+        sys.executable, "-m", "purify_backdoor", "attack", "--plugin", name,
+        "--data", str(args.data),
         "--arch", "wrn16-1", "--profile", "small", "--out", str(out), "--overwrite",
         "--seed", str(args.seed), "-o", "target=5", *flags, *(["--quiet"] if args.quiet else []),
     ]  # fmt: skip
@@ -48,7 +51,7 @@ def train(name: str, flags: list[str], args: argparse.Namespace) -> dict:
     subprocess.run(command, check=True)
     report = json.loads(out.with_name(out.name + ".report.json").read_text())
     return {
-        "command": " ".join(["purify", *command[3:]]),
+        "command": portable_command(command[3:]),
         "clean_acc": report["metrics"]["clean_acc"],
         "asr": report["metrics"]["asr"],
         "train_time_s": report["wall_time_s"],

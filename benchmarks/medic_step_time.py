@@ -16,15 +16,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from medic_plugin.cloning import MedicSettings, augment_batch, clone_losses, fresh_clone
-from medic_plugin.layers import ActivationRecorder, cloned_layers
-from medic_plugin.statistics import teacher_statistics
-from plugins.checkpoints import open_checkpoint
-from plugins.data.clean_subset import clean_subset
-from plugins.data.loading import open_data
-from plugins.data.tensors import shuffled_batches, to_tensor
-from plugins.report import package_versions
-from plugins.runtime import resolve_device, seed_everything
+from purify_backdoor.checkpoints import open_checkpoint
+from purify_backdoor.data.clean_subset import clean_subset
+from purify_backdoor.data.loading import open_data
+from purify_backdoor.data.tensors import shuffled_batches, to_tensor
+from purify_backdoor.medic.cloning import MedicSettings, augment_batch, clone_losses, fresh_clone
+from purify_backdoor.medic.layers import ActivationRecorder, cloned_layers
+from purify_backdoor.medic.statistics import teacher_statistics
+from purify_backdoor.report import package_versions
+from purify_backdoor.runtime import resolve_device, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

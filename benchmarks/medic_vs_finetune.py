@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from recorded import portable_command
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
@@ -40,7 +42,7 @@ def run(
             continue
         out = args.work / f"{model.name.split('.')[0]}-{name.split()[0]}{''.join(model.suffixes)}"
         command = [
-            sys.executable, "-m", "plugins", *flags, str(model), "--data", str(args.data),
+            sys.executable, "-m", "purify_backdoor", *flags, str(model), "--data", str(args.data),
             "--ratio", str(args.ratio), "--seed", str(args.seed),
             *(["--attack", args.attack] if args.attack else []),
             "--out", str(out), "--overwrite", *(["--quiet"] if args.quiet else []),
@@ -49,7 +51,7 @@ def run(
         subprocess.run(command, check=True)
         report = json.loads(out.with_name(out.name + ".report.json").read_text())
         results[name] = {
-            "command": " ".join(["purify", *command[3:]]),
+            "command": portable_command(command[3:]),
             "before": report["metrics"]["before"],
             "after": report["metrics"]["after"],
             "der": report["metrics"]["der"],

@@ -4,22 +4,25 @@ authors' code is not public; `cleaning.py` says what is reconstructed and how.""
 
 from __future__ import annotations
 
-import dataclasses
-
 from torch import nn
 
-from compact_plugin.cleaning import (
+from purify_backdoor import (
+    Defense,
+    DefenseJob,
+    hookimpl,
+    options_from_settings,
+    settings_from_options,
+)
+from purify_backdoor.compact.cleaning import (
     BASES,
     FIT_TARGETS,
     CleanCompactSettings,
     clean_and_compact,
     dense_equivalent,
 )
-from compact_plugin.compact_checkpoint import ADAPTER, SUFFIX
-from compact_plugin.ranks import RULES
-from plugins import Defense, DefenseJob, Option, hookimpl
+from purify_backdoor.compact.compact_checkpoint import ADAPTER, SUFFIX
+from purify_backdoor.compact.ranks import RULES
 
-DEFAULTS = CleanCompactSettings()
 HELP = {
     "tau_scale": "clip rank components above tau_scale x the mean normalized singular value",
     "compression": "parameter compression target of the whole model (1 = no rank pruning)",
@@ -39,9 +42,9 @@ HELP = {
 
 
 def run(job: DefenseJob) -> nn.Module:
-    from compact_plugin.cost import model_cost  # torch.utils.benchmark is slow to import
+    from purify_backdoor.compact.cost import model_cost  # torch.utils.benchmark is slow to import
 
-    settings = CleanCompactSettings(**job.options)
+    settings = settings_from_options(CleanCompactSettings, job.options)
     compact, details = clean_and_compact(
         job.model, job.input_size, job.num_classes, settings, job.context
     )
@@ -63,17 +66,10 @@ def register_defenses(register):
             run=run,
             needs_data=False,
             extra_outputs=(SUFFIX,),
-            options=tuple(
-                Option(
-                    field.name,
-                    type(field.default),
-                    field.default,
-                    HELP[field.name],
-                    choices={"rank_rule": RULES, "bases": BASES, "fit_target": FIT_TARGETS}.get(
-                        field.name
-                    ),
-                )
-                for field in dataclasses.fields(CleanCompactSettings)
+            options=options_from_settings(
+                CleanCompactSettings,
+                HELP,
+                choices={"rank_rule": RULES, "bases": BASES, "fit_target": FIT_TARGETS},
             ),
         )
     )

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compact_plugin.ranks import decomposable_convs
-from compact_plugin.tucker import TuckerConv2d, unfold
-from plugins.data.tensors import batch_slices
+from purify_backdoor import batch_slices
+from purify_backdoor.compact.ranks import decomposable_convs
+from purify_backdoor.compact.tucker import TuckerConv2d, unfold
 
 # Ridge on the input second moments, relative to their mean eigenvalue: keeps the whitening
 # invertible where the synthetic inputs leave a channel (nearly) constant.

@@ -12,15 +12,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compact_plugin.activation_fit import fit_to_activations
-from compact_plugin.ranks import choose_ranks, decomposable_convs
-from compact_plugin.scaling import scale_core
-from compact_plugin.synthesis import SynthesisSettings, adversarial_copies, predict, synthesize
-from compact_plugin.tucker import Tucker2, TuckerConv2d, hosvd
-from plugins.data.tensors import random_crop_flip, shuffled_batches
-from plugins.models.normalized import unwrap
-from plugins.plugin_types import RunContext
-from plugins.training import EpochCheckpoint, cached, check_finite_loss
+from purify_backdoor import (
+    EpochCheckpoint,
+    RunContext,
+    cached,
+    check_finite_loss,
+    random_crop_flip,
+    shuffled_batches,
+    unwrap,
+)
+from purify_backdoor.compact.activation_fit import fit_to_activations
+from purify_backdoor.compact.ranks import choose_ranks, decomposable_convs
+from purify_backdoor.compact.scaling import scale_core
+from purify_backdoor.compact.synthesis import (
+    SynthesisSettings,
+    adversarial_copies,
+    predict,
+    synthesize,
+)
+from purify_backdoor.compact.tucker import Tucker2, TuckerConv2d, hosvd
 
 MAX_GRAD_NORM = 5.0
 # Where the pruned layers' Tucker factors come from: the clipped kernel's HOSVD (weights only), or

@@ -9,11 +9,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compact_plugin.tucker import TuckerConv2d
-from plugins import Adapter, CheckpointSource, InputConvention, LoadedModel
-from plugins.errors import PurifyError
-from plugins.models.normalized import Normalized, cpu_state_dict, unwrap
-from plugins.models.registry import build_model, weight_mismatches
+from purify_backdoor import (
+    Adapter,
+    CheckpointSource,
+    InputConvention,
+    LoadedModel,
+    Normalized,
+    PurifyError,
+    build_model,
+    cpu_state_dict,
+    unwrap,
+    weight_mismatches,
+)
+from purify_backdoor.compact.tucker import TuckerConv2d
 
 FORMAT_KEY = "purify_compact"
 SUFFIX = ".compact.pt"

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from compact_plugin.tucker import unfold
-from plugins.errors import PurifyError
+from purify_backdoor import PurifyError
+from purify_backdoor.compact.tucker import unfold
 
 RULES = ("energy", "uniform")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from compact_plugin.tucker import unfold
+from purify_backdoor.compact.tucker import unfold
 
 
 def normalized_singular_values(singular: torch.Tensor) -> torch.Tensor:

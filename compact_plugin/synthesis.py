@@ -12,10 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugins.adversarial import pgd_away_from_label
-from plugins.data.tensors import batch_slices
-from plugins.plugin_types import RunContext
-from plugins.training import frozen
+from purify_backdoor import RunContext, batch_slices, frozen, pgd_away_from_label
 
 
 class BatchNormInputs:

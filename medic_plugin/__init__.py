@@ -6,14 +6,33 @@ from __future__ import annotations
 
 from torch import nn
 
-from medic_plugin.cloning import MedicSettings, clone_model
-from plugins import Defense, DefenseJob, Option, hookimpl
+from purify_backdoor import (
+    Defense,
+    DefenseJob,
+    hookimpl,
+    options_from_settings,
+    settings_from_options,
+)
+from purify_backdoor.medic.cloning import MedicSettings, clone_model
 
-DEFAULTS = MedicSettings()
+HELP = {
+    "tau": "importance temperature; 0 = plain cloning",
+    "hook_weight": "lambda: weight of L_clone",
+    "epochs": "training epochs (cosine schedule)",
+    "lr": "Adam learning rate",
+    "weight_decay": "Adam weight decay",
+    "batch_size": "batch size",
+    "rotation": "augmentation rotation, degrees",
+    "hook_layers": "layer outputs to clone",
+    "importance": "reference: signed values in the softmax (reference code); paper: magnitudes "
+    "(paper text); none: uniform weights",
+    "holdout": "fraction of the clean data kept out of training to report accuracy",
+}
+CHOICES = {"hook_layers": ("conv", "bn", "conv+bn"), "importance": ("reference", "paper", "none")}
 
 
 def run(job: DefenseJob) -> nn.Module:
-    return clone_model(job, MedicSettings(**job.options))
+    return clone_model(job, settings_from_options(MedicSettings, job.options))
 
 
 @hookimpl
@@ -23,35 +42,6 @@ def register_defenses(register):
             name="medic",
             description="MEDIC (CVPR 2023): importance-driven cloning from a fresh initialisation",
             run=run,
-            options=(
-                Option("tau", float, DEFAULTS.tau, "importance temperature; 0 = plain cloning"),
-                Option("hook_weight", float, DEFAULTS.hook_weight, "lambda: weight of L_clone"),
-                Option("epochs", int, DEFAULTS.epochs, "training epochs (cosine schedule)"),
-                Option("lr", float, DEFAULTS.lr, "Adam learning rate"),
-                Option("weight_decay", float, DEFAULTS.weight_decay, "Adam weight decay"),
-                Option("batch_size", int, DEFAULTS.batch_size, "batch size"),
-                Option("rotation", float, DEFAULTS.rotation, "augmentation rotation, degrees"),
-                Option(
-                    "hook_layers",
-                    str,
-                    DEFAULTS.hook_layers,
-                    "layer outputs to clone",
-                    choices=("conv", "bn", "conv+bn"),
-                ),
-                Option(
-                    "importance",
-                    str,
-                    DEFAULTS.importance,
-                    "reference: signed values in the softmax (reference code); paper: "
-                    "magnitudes (paper text); none: uniform weights",
-                    choices=("reference", "paper", "none"),
-                ),
-                Option(
-                    "holdout",
-                    float,
-                    DEFAULTS.holdout,
-                    "fraction of the clean data kept out of training to report accuracy",
-                ),
-            ),
+            options=options_from_settings(MedicSettings, HELP, choices=CHOICES),
         )
     )

@@ -12,20 +12,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medic_plugin.clone_loss import layer_clone_loss
-from medic_plugin.importance import (
+from purify_backdoor import (
+    DefenseJob,
+    EpochCheckpoint,
+    ImageSet,
+    PurifyError,
+    accuracy,
+    check_finite_loss,
+    random_crop_flip,
+    random_rotate,
+    shuffled_batches,
+    to_tensor,
+)
+from purify_backdoor.medic.clone_loss import layer_clone_loss
+from purify_backdoor.medic.importance import (
     activation_criterion,
     conjunction,
     impact_criterion,
     uniform_importance,
 )
-from medic_plugin.layers import ActivationRecorder, cloned_layers
-from medic_plugin.statistics import teacher_statistics
-from plugins.data.imageset import ImageSet
-from plugins.data.tensors import random_crop_flip, random_rotate, shuffled_batches, to_tensor
-from plugins.errors import PurifyError
-from plugins.plugin_types import DefenseJob
-from plugins.training import EpochCheckpoint, accuracy, check_finite_loss
+from purify_backdoor.medic.layers import ActivationRecorder, cloned_layers
+from purify_backdoor.medic.statistics import teacher_statistics
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from medic_plugin.layers import ActivationRecorder
+from purify_backdoor.medic.layers import ActivationRecorder
 
 SIGMA_FLOOR = 1e-5  # dead channels have sigma 0; the reference adds a similar eps
 

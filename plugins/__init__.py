@@ -1,17 +1,45 @@
 """purify: remove backdoors from trained image classifiers.
 
-This package is the plugin host. Plugins import what they need from here::
+This is the face plugins see: the types they register and receive, `hookimpl`, the error users
+see, a small set of plugin utilities, and the library calls behind the commands (all documented
+in docs/writing-plugins.md). The shipped plugins import from here and from nowhere else in
+purify, exactly as a third-party one would::
 
-    from plugins import Defense, Option, hookimpl
+    from purify_backdoor import Defense, Option, hookimpl
 """
 
-from plugins.hookspecs import hookimpl
-from plugins.options import Option
-from plugins.plugin_types import (
+from purify_backdoor.adversarial import pgd_away_from_label
+from purify_backdoor.atomic import atomic_write
+from purify_backdoor.attack_spec import triggered_test_set
+from purify_backdoor.backdoor_training import TrainRequest, train_backdoored
+from purify_backdoor.checkpoint_evaluation import EvalRequest, evaluate_checkpoint
+from purify_backdoor.checkpoint_source import CheckpointSource
+from purify_backdoor.data.imageset import ImageSet
+from purify_backdoor.data.loading import decode_images
+from purify_backdoor.data.synthetic import synthetic_images
+from purify_backdoor.data.tensors import (
+    batch_slices,
+    random_crop_flip,
+    random_rotate,
+    shuffled_batches,
+    to_tensor,
+)
+from purify_backdoor.errors import PurifyError
+from purify_backdoor.evaluation import metrics_table
+from purify_backdoor.hookspecs import hookimpl
+from purify_backdoor.models.normalized import Normalized, cpu_state_dict, unwrap
+from purify_backdoor.models.registry import (
+    build_model,
+    build_with_weights,
+    output_classes,
+    weight_mismatches,
+)
+from purify_backdoor.models.wideresnet import wideresnet_shape
+from purify_backdoor.options import Option, options_from_settings, settings_from_options
+from purify_backdoor.plugin_types import (
     Adapter,
     Attack,
     AttackSpec,
-    CheckpointSource,
     Defense,
     DefenseJob,
     EvalJob,
@@ -19,9 +47,23 @@ from plugins.plugin_types import (
     InputConvention,
     LoadedModel,
     RunContext,
+    TriggeredSet,
+)
+from purify_backdoor.purification import PurifyRequest, purify_checkpoint
+from purify_backdoor.runtime import run_context
+from purify_backdoor.training import (
+    EpochCheckpoint,
+    TrainSettings,
+    accuracy,
+    cached,
+    check_finite_loss,
+    fit,
+    frozen,
+    predict_logits,
 )
 
 __all__ = [
+    # the plugin types and the error: what a plugin registers, receives and raises
     "Adapter",
     "Attack",
     "AttackSpec",
@@ -30,9 +72,55 @@ __all__ = [
     "DefenseJob",
     "EvalJob",
     "Evaluator",
+    "ImageSet",
     "InputConvention",
     "LoadedModel",
     "Option",
+    "PurifyError",
     "RunContext",
+    "TriggeredSet",
     "hookimpl",
+    # the plugin utilities, by job; docs/writing-plugins.md lists each one
+    # tensors and batching
+    "batch_slices",
+    "random_crop_flip",
+    "random_rotate",
+    "shuffled_batches",
+    "to_tensor",
+    # training, its per-epoch checkpoint and the finite-loss check
+    "EpochCheckpoint",
+    "TrainSettings",
+    "accuracy",
+    "cached",
+    "check_finite_loss",
+    "fit",
+    "frozen",
+    "predict_logits",
+    # networks and their weights
+    "Normalized",
+    "build_model",
+    "build_with_weights",
+    "cpu_state_dict",
+    "output_classes",
+    "unwrap",
+    "weight_mismatches",
+    "wideresnet_shape",
+    # options from a settings dataclass
+    "options_from_settings",
+    "settings_from_options",
+    # files, images and triggers
+    "atomic_write",
+    "decode_images",
+    "pgd_away_from_label",
+    "triggered_test_set",
+    "synthetic_images",
+    # the library: what the commands run, callable from Python
+    "EvalRequest",
+    "PurifyRequest",
+    "TrainRequest",
+    "evaluate_checkpoint",
+    "metrics_table",
+    "purify_checkpoint",
+    "run_context",
+    "train_backdoored",
 ]

@@ -1,5 +1,5 @@
-"""`python -m plugins` is `purify`."""
+"""`python -m purify_backdoor` is `purify`."""
 
-from plugins.cli import cli
+from purify_backdoor.cli import cli
 
 cli(prog_name="purify")

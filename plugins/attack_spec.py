@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from plugins.data.imageset import ImageSet
-from plugins.data.tensors import to_tensor
-from plugins.errors import PurifyError
-from plugins.manager import lookup
-from plugins.options import Option, parse_assignments, resolve_options
-from plugins.plugin_types import Attack, AttackSpec, RunContext, TriggeredSet
-from plugins.training import BatchHook
+from purify_backdoor.data.imageset import ImageSet
+from purify_backdoor.data.tensors import to_tensor
+from purify_backdoor.errors import PurifyError
+from purify_backdoor.manager import lookup
+from purify_backdoor.options import Option, parse_assignments, resolve_options
+from purify_backdoor.plugin_types import Attack, AttackSpec, RunContext, TriggeredSet
+from purify_backdoor.training import BatchHook
 
 COMMON_ATTACK_OPTIONS = (
     Option("target", int, 0, "target label of an all-to-one attack"),

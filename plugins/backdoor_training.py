@@ -8,24 +8,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugins.atomic import write_json_atomic
-from plugins.attack_spec import (
+from purify_backdoor.atomic import write_json_atomic
+from purify_backdoor.attack_spec import (
     make_attack_spec,
     poison_each_batch,
     poison_training_set,
     spec_record,
     stamp_after_augment,
 )
-from plugins.checkpoints import check_output_path, save_checkpoint
-from plugins.data.clean_subset import clean_subset
-from plugins.data.loading import open_data
-from plugins.errors import PurifyError
-from plugins.evaluation import evaluate_model
-from plugins.manager import lookup
-from plugins.models.registry import build_model
-from plugins.plugin_types import InputConvention, LoadedModel, RunContext
-from plugins.report import build_report, report_path_for
-from plugins.training import TrainSettings, fit, remove_workdir, workdir_for
+from purify_backdoor.checkpoints import check_output_path, save_checkpoint
+from purify_backdoor.data.clean_subset import clean_subset
+from purify_backdoor.data.loading import open_data
+from purify_backdoor.errors import PurifyError
+from purify_backdoor.evaluation import evaluate_model
+from purify_backdoor.manager import lookup
+from purify_backdoor.models.registry import build_model
+from purify_backdoor.plugin_types import InputConvention, LoadedModel, RunContext
+from purify_backdoor.report import build_report, report_path_for
+from purify_backdoor.training import TrainSettings, fit, remove_workdir, workdir_for
 
 # Training schedules: `small` fits in minutes on 2 CPU cores, `paper` follows the NAD/MEDIC setting.
 # A short schedule cannot learn a small trigger that random crops move and flips mirror, so the

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from torch import nn
 
-from plugins.atomic import atomic_write
-from plugins.errors import PurifyError
-from plugins.manager import collect, lookup
-from plugins.plugin_types import Adapter, CheckpointSource, LoadedModel
+from purify_backdoor.atomic import atomic_write
+from purify_backdoor.checkpoint_source import CheckpointSource
+from purify_backdoor.errors import PurifyError
+from purify_backdoor.manager import collect, lookup
+from purify_backdoor.plugin_types import Adapter, LoadedModel
 
 
 def open_checkpoint(

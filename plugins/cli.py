@@ -12,13 +12,13 @@ import click
 import torch
 from click_default_group import DefaultGroup
 
-from plugins.attack_spec import attack_options
-from plugins.backdoor_training import PROFILES
-from plugins.errors import PurifyError
-from plugins.manager import KINDS, collect, get_manager, lookup
-from plugins.options import Option, parse_assignments
-from plugins.plugin_types import RunContext
-from plugins.runtime import resolve_device, seed_everything
+from purify_backdoor.attack_spec import attack_options
+from purify_backdoor.backdoor_training import PROFILES
+from purify_backdoor.errors import PurifyError
+from purify_backdoor.manager import KINDS, collect, get_manager, registered
+from purify_backdoor.options import Option, parse_assignments
+from purify_backdoor.plugin_types import RunContext
+from purify_backdoor.runtime import resolve_device, run_context
 
 _CLICK_TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING, bool: click.BOOL}
 
@@ -119,7 +119,9 @@ class PluginCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         self.params, self.help = list(self.base_params), self.base_help
         name = _peek_plugin(args)
-        item = lookup(self.kind, name) if name else None
+        entry = registered(self.kind, name) if name else None
+        ctx.meta["plugin_entry"] = entry
+        item = None if entry is None else entry.item
         declared = () if item is None else self.declared(item)
         if item is not None:
             self.params += [_click_option(option) for option in declared]
@@ -145,9 +147,20 @@ def _plugin_settings(ctx: click.Context, kwargs: dict[str, Any], pairs: tuple[st
     return settings
 
 
-def _context(seed: int, device: str, quiet: bool) -> RunContext:
-    seed_everything(seed)
-    return RunContext(device=resolve_device(device), seed=seed, quiet=quiet)
+def host_option_names(kind: str) -> frozenset[str]:
+    """Every name the host's own long flags and their destinations already take on the command
+    that turns this kind's plugin options into flags (`--n-clean` -> n_clean, `-o/--option` ->
+    option and option_pairs): a plugin option of that name would clash with one of them. Kinds
+    no command gives flags reserve none."""
+    names: set[str] = set()
+    for command in cli.commands.values():
+        if isinstance(command, PluginCommand) and command.kind == kind:
+            names.add("help")
+            for param in command.base_params:
+                flags = [f for f in (*param.opts, *param.secondary_opts) if f.startswith("--")]
+                names.update(flag[2:].replace("-", "_") for flag in flags)
+                names.add(param.name)
+    return frozenset(names)
 
 
 def device_options(func: Any) -> Any:
@@ -259,12 +272,12 @@ def run(
     ctx: click.Context, model: Path, plugin: str, option_pairs: tuple[str, ...], **kwargs: Any
 ) -> None:
     """Purify MODEL with a defense plugin and write the result in the same format."""
-    from plugins.evaluation import metrics_table
-    from plugins.purification import PurifyRequest, purify_checkpoint
-    from plugins.report import report_path_for
+    from purify_backdoor.evaluation import metrics_table
+    from purify_backdoor.purification import PurifyRequest, purify_checkpoint
+    from purify_backdoor.report import report_path_for
 
     settings = _plugin_settings(ctx, kwargs, option_pairs)
-    context = _context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
+    context = run_context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
     context.resume = kwargs["resume"]
     request = PurifyRequest(
         model_path=model,
@@ -281,7 +294,7 @@ def run(
         trust_checkpoint=kwargs["trust_checkpoint"],
         save_format=kwargs["save_format"],
     )
-    report = purify_checkpoint(request, context)
+    report = purify_checkpoint(request, context, ctx.meta["plugin_entry"])
     if report["metrics"]:
         columns = {"before": report["metrics"]["before"], "after": report["metrics"]["after"]}
         click.echo(metrics_table(columns))
@@ -348,38 +361,22 @@ def eval_command(
     **kwargs: Any,
 ) -> None:
     """Evaluate MODEL: clean accuracy, ASR and the other installed evaluators' metrics."""
-    from plugins.atomic import write_json_atomic
-    from plugins.attack_spec import chosen_attack, spec_record
-    from plugins.checkpoints import check_class_count, open_checkpoint
-    from plugins.data.loading import open_data
-    from plugins.evaluation import evaluate_model, metrics_table
+    from purify_backdoor.checkpoint_evaluation import EvalRequest, evaluate_checkpoint
+    from purify_backdoor.evaluation import metrics_table
 
-    context = _context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
-    load = {
-        "format": kwargs["format_"],
-        "trust": kwargs["trust_checkpoint"],
-        "arch": kwargs["arch"],
-    }
-    _, loaded = open_checkpoint(model, **load)
-    original = open_checkpoint(reference, **load)[1].model if reference else None
-    splits = open_data(data, quiet=context.quiet)
-    test = splits.test or splits.train
-    check_class_count(test.num_classes, loaded.convention.num_classes, data)
-    spec = chosen_attack(attack, loaded.attack)
-    metrics = evaluate_model(
-        loaded.model, test, spec, context, reference=original, triggered=loaded.triggered
+    context = run_context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
+    request = EvalRequest(
+        model_path=model,
+        data=data,
+        attack=attack,
+        reference=reference,
+        json_out=json_out,
+        format=kwargs["format_"],
+        arch=kwargs["arch"],
+        trust_checkpoint=kwargs["trust_checkpoint"],
     )
+    metrics = evaluate_checkpoint(request, context)
     click.echo(metrics_table({model.name: metrics}))
-    if json_out:
-        write_json_atomic(
-            json_out,
-            {
-                "model": str(model),
-                "data": str(data),
-                "attack": spec_record(spec) if spec else None,
-                "metrics": metrics,
-            },
-        )
 
 
 @cli.command(name="attack", cls=PluginCommand, kind="attack")
@@ -437,11 +434,11 @@ def attack_command(
     ctx: click.Context, plugin: str, option_pairs: tuple[str, ...], **kwargs: Any
 ) -> None:
     """Poison a training set with an attack plugin and train a backdoored model."""
-    from plugins.backdoor_training import TrainRequest, train_backdoored
-    from plugins.evaluation import metrics_table
+    from purify_backdoor.backdoor_training import TrainRequest, train_backdoored
+    from purify_backdoor.evaluation import metrics_table
 
     settings = _plugin_settings(ctx, kwargs, option_pairs)
-    context = _context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
+    context = run_context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
     context.resume = kwargs.pop("resume")
     schedule = {
         key: value if kwargs[key] is None else kwargs[key]
@@ -474,32 +471,22 @@ def bench_command(grid: Path, out: Path | None, device: str, quiet: bool) -> Non
     results.csv, results.json, results.md and, when matplotlib is installed, PNG plots.
     Re-running skips finished cells, runs again those whose command the grid has changed, and
     resumes started ones; seeds come from the grid."""
-    from plugins.bench.grid import load_grid
-    from plugins.bench.plots import matplotlib_available, write_plots
-    from plugins.bench.results import collect_rows, write_markdown, write_rows
-    from plugins.bench.runner import run_grid
+    from purify_backdoor.bench.pipeline import run_bench
 
-    spec = load_grid(grid)
     resolve_device(device)
-    out = out or grid.with_suffix("")
-    out.mkdir(parents=True, exist_ok=True)
     context = RunContext(device=torch.device("cpu"), seed=0, quiet=quiet)
     try:
-        failures = run_grid(spec, out, device, context)
+        result = run_bench(grid, out, device, context)
     except KeyboardInterrupt:
         click.echo("Interrupted. Re-run the same command: finished cells are kept.", err=True)
         sys.exit(130)
-    rows = collect_rows(spec, out)
-    written = [*write_rows(rows, out), write_markdown(spec, rows, out)]
-    if matplotlib_available():
-        written += write_plots(spec, rows, out)
-    else:
+    if not result.plotted:
         click.echo("no PNG plots: matplotlib is missing (pip install 'purify-backdoor[plot]')")
-    click.echo((out / "results.md").read_text())
-    click.echo("wrote " + ", ".join(str(path) for path in written))
-    if failures:
-        first = failures[0]
+    click.echo(result.table.read_text())
+    click.echo("wrote " + ", ".join(str(path) for path in result.written))
+    if result.failures:
+        first = result.failures[0]
         raise PurifyError(
-            f"{len(failures)} bench job(s) failed, first {first.what}: {first.reason} (log: "
-            f"{first.log}); fix it and re-run the same command"
+            f"{len(result.failures)} bench job(s) failed, first {first.what}: {first.reason} "
+            f"(log: {first.log}); fix it and re-run the same command"
         )

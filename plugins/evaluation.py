@@ -11,11 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from plugins.atomic import atomic_write, write_json_atomic
-from plugins.data.imageset import ImageSet
-from plugins.data.loading import cache_dir
-from plugins.manager import collect
-from plugins.plugin_types import AttackSpec, EvalJob, RunContext, TriggeredSet
+from purify_backdoor.atomic import atomic_write, write_json_atomic
+from purify_backdoor.data.imageset import ImageSet
+from purify_backdoor.data.loading import cache_dir
+from purify_backdoor.manager import collect
+from purify_backdoor.plugin_types import AttackSpec, EvalJob, RunContext, TriggeredSet
 
 
 def evaluate_model(

@@ -12,34 +12,11 @@ from typing import Any
 
 import pluggy
 
-from plugins import hookspecs
-from plugins.errors import PurifyError
-from plugins.plugin_types import Adapter, Attack, Defense, Evaluator
+from purify_backdoor import hookspecs
+from purify_backdoor.errors import PurifyError
+from purify_backdoor.plugin_types import Adapter, Attack, Defense, Evaluator
 
 ENTRY_POINT_GROUP = "purify"
-
-# The host's own flags; a plugin option with one of these names could never be set from the CLI.
-RESERVED_OPTION_NAMES = frozenset(
-    {
-        "arch",
-        "attack",
-        "data",
-        "device",
-        "format",
-        "help",
-        "n_clean",
-        "option",
-        "out",
-        "overwrite",
-        "plugin",
-        "quiet",
-        "ratio",
-        "resume",
-        "seed",
-        "test_data",
-        "trust_checkpoint",
-    }
-)
 
 KINDS: dict[str, tuple[str, type]] = {
     "defense": ("register_defenses", Defense),
@@ -144,7 +121,11 @@ def _module_package(plugin: Any) -> str:
 
 
 def _check_option_names(kind: str, item: Any, package: str) -> None:
-    clashes = [o.name for o in item.options if o.name in RESERVED_OPTION_NAMES]
+    """A plugin option named like one of the host's own flags could never be set from the CLI."""
+    from purify_backdoor.cli import host_option_names  # the CLI imports this module
+
+    reserved = host_option_names(kind)
+    clashes = [o.name for o in item.options if o.name in reserved]
     if clashes:
         raise PurifyError(
             f"{kind} '{item.name}' from {package} declares option(s) {', '.join(clashes)} that "
@@ -152,10 +133,16 @@ def _check_option_names(kind: str, item: Any, package: str) -> None:
         )
 
 
-def lookup(kind: str, name: str, manager: pluggy.PluginManager | None = None) -> Any:
-    """The registered item, or an error that lists what is installed."""
+def registered(kind: str, name: str, manager: pluggy.PluginManager | None = None) -> Registered:
+    """The registration of `name` (the item, its package and version), or an error that lists
+    what is installed: the one place a plugin name given by a user is resolved."""
     registry = collect(kind, manager)
     if name not in registry:
         known = ", ".join(sorted(registry)) or "(none installed)"
         raise PurifyError(f"unknown {kind} '{name}'; installed: {known} (see `purify plugins`)")
-    return registry[name].item
+    return registry[name]
+
+
+def lookup(kind: str, name: str, manager: pluggy.PluginManager | None = None) -> Any:
+    """The registered item itself; see `registered`."""
+    return registered(kind, name, manager).item

@@ -3,11 +3,12 @@ flags, attack specs and Python calls, so every entry point gives the same errors
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from plugins.errors import PurifyError
+from purify_backdoor.errors import PurifyError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -98,3 +99,51 @@ def parse_assignments(pairs: Iterable[str], what: str = "-o") -> dict[str, str]:
             raise PurifyError(f"{what} expects key=value, got {pair!r}")
         parsed[key.strip()] = value.strip()
     return parsed
+
+
+def options_from_settings(
+    settings: type,
+    help: Mapping[str, str],
+    *,
+    names: Mapping[str, str] | None = None,
+    choices: Mapping[str, tuple[str, ...]] | None = None,
+) -> tuple[Option, ...]:
+    """One option per field of a settings dataclass that `help` describes, in field order, so a
+    plugin's defaults live in one place. `names` maps a field to the option name users type
+    where the two differ; a tuple field is typed as comma-separated text."""
+    names, choices = names or {}, choices or {}
+    options = []
+    for field in dataclasses.fields(settings):
+        if field.name not in help:
+            continue
+        default = field.default
+        if isinstance(default, tuple):
+            default = ",".join(str(item) for item in default)
+        options.append(
+            Option(
+                names.get(field.name, field.name),
+                type(default),
+                default,
+                help[field.name],
+                choices=choices.get(field.name),
+            )
+        )
+    return tuple(options)
+
+
+def settings_from_options(
+    settings: type,
+    options: Mapping[str, Any],
+    *,
+    names: Mapping[str, str] | None = None,
+    **converted: Any,
+) -> Any:
+    """The settings dataclass from resolved options (the inverse of `options_from_settings`);
+    `converted` gives fields whose option value needs parsing first (a comma-separated tuple)."""
+    names = names or {}
+    values = {
+        field.name: options[names.get(field.name, field.name)]
+        for field in dataclasses.fields(settings)
+        if names.get(field.name, field.name) in options
+    }
+    return settings(**(values | converted))

@@ -7,7 +7,6 @@ declared `options`; the host derives CLI flags, `-o key=value` parsing and help 
 from __future__ import annotations
 
 import sys
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +17,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from plugins.options import Option
+from purify_backdoor.options import Option
 
 if TYPE_CHECKING:
-    from plugins.data.imageset import ImageSet
+    from purify_backdoor.checkpoint_source import CheckpointSource
+    from purify_backdoor.data.imageset import ImageSet
 
 
 @dataclass
@@ -181,77 +181,6 @@ class LoadedModel:
     container: Any = None
     attack: dict[str, Any] | None = None
     triggered: TriggeredSet | None = None
-
-
-# numpy arrays are plain data; BackdoorBench records hold them. torch documents this allow-list.
-SAFE_NUMPY_GLOBALS = [
-    np._core.multiarray._reconstruct,
-    np.ndarray,
-    np.dtype,
-    *(getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")),
-]
-
-
-class CheckpointSource:
-    """A checkpoint path, read at most once. `payload()` never unpickles code: it uses
-    `torch.load(weights_only=True)` (numpy arrays allowed); adapters that need more must check
-    `trust`."""
-
-    def __init__(self, path: Path, trust: bool = False, arch: str | None = None) -> None:
-        self.path = Path(path)
-        self.trust = trust
-        self.arch = arch
-        self._payload: Any = None
-        self._error: str | None = None
-        self._read = False
-
-    @property
-    def is_torchscript(self) -> bool:
-        """TorchScript archives are zip files with a code/ folder. `torch.load` would hand them to
-        `torch.jit.load`, which runs their code, so they are never loaded by `payload()`."""
-        if not (self.path.is_file() and zipfile.is_zipfile(self.path)):
-            return False
-        with zipfile.ZipFile(self.path) as archive:
-            return any("/code/" in name for name in archive.namelist())
-
-    def payload(self) -> Any:
-        """The safely loaded object, or None when the file is not a weights-only torch file."""
-        if not self._read:
-            self._read = True
-            damage = self._zip_damage()
-            if damage:
-                self._error = damage
-            elif self.is_torchscript:
-                self._error = "it is a TorchScript archive"
-            elif self.path.is_file():
-                try:
-                    with torch.serialization.safe_globals(SAFE_NUMPY_GLOBALS):
-                        self._payload = torch.load(self.path, map_location="cpu", weights_only=True)
-                except Exception as error:  # noqa: BLE001 - any failure means "not this format"
-                    first = (str(error).splitlines() or [""])[0][:200]
-                    self._error = f"{type(error).__name__}: {first}"
-        return self._payload
-
-    def _zip_damage(self) -> str | None:
-        """torch's zip reader checks no CRCs, so flipped bytes inside a tensor would load as
-        silently wrong weights; a zip file that does not open at all was cut short."""
-        if not self.path.is_file():
-            return None
-        with self.path.open("rb") as handle:
-            zipped = handle.read(4) == b"PK\x03\x04"
-        if not zipped:
-            return None
-        try:
-            with zipfile.ZipFile(self.path) as archive:
-                bad = archive.testzip()
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
-            return f"the file is truncated or damaged ({error})"
-        return f"the file is corrupted (CRC mismatch in {bad})" if bad else None
-
-    @property
-    def load_error(self) -> str | None:
-        self.payload()
-        return self._error
 
 
 @dataclass(frozen=True)

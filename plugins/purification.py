@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from plugins.atomic import atomic_write, write_json_atomic
-from plugins.attack_spec import chosen_attack, spec_record
-from plugins.checkpoints import (
+from purify_backdoor.atomic import atomic_write, write_json_atomic
+from purify_backdoor.attack_spec import chosen_attack, spec_record
+from purify_backdoor.checkpoints import (
     check_class_count,
     check_output_path,
     default_output_path,
@@ -24,20 +24,20 @@ from plugins.checkpoints import (
     save_checkpoint,
     sibling_path,
 )
-from plugins.data.clean_subset import clean_subset
-from plugins.data.loading import open_data
-from plugins.errors import PurifyError
-from plugins.evaluation import (
+from purify_backdoor.data.clean_subset import clean_subset
+from purify_backdoor.data.loading import open_data
+from purify_backdoor.errors import PurifyError
+from purify_backdoor.evaluation import (
     cached_evaluation,
     cached_logits,
     defense_effectiveness_rating,
     evaluate_model,
 )
-from plugins.manager import collect, lookup
-from plugins.options import resolve_options
-from plugins.plugin_types import DefenseJob, RunContext
-from plugins.report import build_report, report_path_for
-from plugins.training import predict_logits, remove_workdir, workdir_for
+from purify_backdoor.manager import Registered, lookup, registered
+from purify_backdoor.options import resolve_options
+from purify_backdoor.plugin_types import DefenseJob, RunContext
+from purify_backdoor.report import build_report, report_path_for
+from purify_backdoor.training import predict_logits, remove_workdir, workdir_for
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,13 @@ class PurifyRequest:
     save_format: str = "native"
 
 
-def purify_checkpoint(request: PurifyRequest, context: RunContext) -> dict[str, Any]:
-    """Run one defense on one checkpoint; returns the report (also written beside the output)."""
+def purify_checkpoint(
+    request: PurifyRequest, context: RunContext, entry: Registered | None = None
+) -> dict[str, Any]:
+    """Run one defense on one checkpoint; returns the report (also written beside the output).
+    `entry` is `request.plugin` already resolved (the CLI resolves it once, to build its flags)."""
     started = time.perf_counter()
-    registry = collect("defense")
-    if request.plugin not in registry:
-        known = ", ".join(sorted(registry)) or "(none installed)"
-        raise PurifyError(f"unknown defense '{request.plugin}'; installed: {known}")
-    entry = registry[request.plugin]
+    entry = entry or registered("defense", request.plugin)
     defense = entry.item
     options = resolve_options(defense.options, request.options, f"defense '{defense.name}'")
 

@@ -8,7 +8,8 @@ import random
 import numpy as np
 import torch
 
-from plugins.errors import PurifyError
+from purify_backdoor.errors import PurifyError
+from purify_backdoor.plugin_types import RunContext
 
 
 def resolve_device(name: str) -> torch.device:
@@ -31,3 +32,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
+
+
+def run_context(seed: int = 0, device: str = "auto", quiet: bool = False) -> RunContext:
+    """What every job starts from: the process seeded, the device chosen."""
+    seed_everything(seed)
+    return RunContext(device=resolve_device(device), seed=seed, quiet=quiet)

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugins.atomic import atomic_write
-from plugins.data.imageset import ImageSet
-from plugins.data.tensors import batch_slices, random_crop_flip, shuffled_batches, to_tensor
-from plugins.errors import PurifyError
-from plugins.plugin_types import RunContext
+from purify_backdoor.atomic import atomic_write
+from purify_backdoor.data.imageset import ImageSet
+from purify_backdoor.data.tensors import batch_slices, random_crop_flip, shuffled_batches, to_tensor
+from purify_backdoor.errors import PurifyError
+from purify_backdoor.plugin_types import RunContext
 
 # Changes a training batch and its labels (a trigger stamped on, a label flipped): (images,
 # labels, indices into the training set, the training RNG) -> (images, labels).

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from plugins.data.synthetic import synthetic_images
-from plugins.models.wideresnet import WideResNet
+from purify_backdoor.data.synthetic import synthetic_images
+from purify_backdoor.models.wideresnet import WideResNet
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

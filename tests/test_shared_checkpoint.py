@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from plugins.cli import cli
+from purify_backdoor.cli import cli
 from tests.conftest import SHARED
 
 CHECKPOINT = SHARED / "checkpoints" / "nad-wrn16-1-badnet.pth.tar"

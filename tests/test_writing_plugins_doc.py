@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from plugins import hookspecs
-from plugins.data.synthetic import synthetic_images
+from purify_backdoor import hookspecs
+from purify_backdoor.data.synthetic import synthetic_images
 from tests.conftest import tiny_wideresnet
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"
@@ -44,7 +44,10 @@ def installed(tmp_path_factory) -> dict[str, str]:
 
 def purify(env, *args) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "plugins", *map(str, args)], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "purify_backdoor", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
     )
 
 

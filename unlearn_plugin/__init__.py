@@ -11,15 +11,41 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.utils import save_image
 
-from plugins import Defense, DefenseJob, LoadedModel, Option, hookimpl
-from plugins.data.tensors import to_tensor
-from plugins.errors import PurifyError
-from unlearn_plugin.generator import TriggerGenerator
-from unlearn_plugin.recovery import RecoverySettings, recover_triggers, sample_triggers
-from unlearn_plugin.unlearning import UnlearnSettings, unlearn
+from purify_backdoor import (
+    Defense,
+    DefenseJob,
+    LoadedModel,
+    Option,
+    PurifyError,
+    hookimpl,
+    options_from_settings,
+    settings_from_options,
+    to_tensor,
+)
+from purify_backdoor.unlearn.generator import TriggerGenerator
+from purify_backdoor.unlearn.recovery import RecoverySettings, recover_triggers, sample_triggers
+from purify_backdoor.unlearn.unlearning import UnlearnSettings, unlearn
 
-RECOVERY, UNLEARN = RecoverySettings(), UnlearnSettings()
 TRIGGERS = ".triggers"
+RECOVERY_HELP = {
+    "trigger": "trigger form",
+    "patch_size": "side of a patch trigger",
+    "additive_eps": "L-inf bound of an additive trigger, 1/255",
+    "staircase": "rising hinge thresholds beta, one generator each",
+    "entropy_weight": "alpha: weight of the MINE entropy term",
+    "hidden": "width of the generator and MINE networks",
+    "steps": "training steps per generator",
+    "tau": "keep labels whose triggers reach this success rate",
+}
+RECOVERY_NAMES = {"steps": "generator_steps"}
+TRIGGER_FORMS = {"trigger": ("patch", "additive")}
+UNLEARN_HELP = {
+    "alpha": "weight of the gradient-ascent unlearning term",
+    "beta": "weight of the Fisher-weighted drift penalty",
+    "steps": "most unlearning steps",
+    "lr": "SGD learning rate of the unlearning",
+}
+UNLEARN_NAMES = {"steps": "unlearn_steps", "lr": "unlearn_lr"}
 
 
 def candidate_labels(text: str, num_classes: int) -> list[int]:
@@ -63,22 +89,10 @@ def trigger_writer(pool: dict[int, list[TriggerGenerator]], device: torch.device
 
 def run(job: DefenseJob) -> nn.Module:
     options = job.options
-    recovery = RecoverySettings(
-        trigger=options["trigger"],
-        patch_size=options["patch_size"],
-        additive_eps=options["additive_eps"],
-        staircase=staircase(options["staircase"]),
-        entropy_weight=options["entropy_weight"],
-        hidden=options["hidden"],
-        steps=options["generator_steps"],
-        tau=options["tau"],
+    recovery = settings_from_options(
+        RecoverySettings, options, names=RECOVERY_NAMES, staircase=staircase(options["staircase"])
     )
-    settings = UnlearnSettings(
-        alpha=options["alpha"],
-        beta=options["beta"],
-        steps=options["unlearn_steps"],
-        lr=options["unlearn_lr"],
-    )
+    settings = settings_from_options(UnlearnSettings, options, names=UNLEARN_NAMES)
     images, labels = to_tensor(job.clean.images), torch.from_numpy(job.clean.labels)
     order = torch.randperm(len(images), generator=job.context.generator(offset=20))
     cut = int(len(images) * (1 - options["holdout"]))
@@ -119,42 +133,13 @@ def register_defenses(register):
             extra_outputs=(TRIGGERS,),
             options=(
                 Option("labels", str, "all", "candidate target labels: all, or e.g. 3,5"),
-                Option(
-                    "trigger", str, RECOVERY.trigger, "trigger form", choices=("patch", "additive")
-                ),
-                Option("patch_size", int, RECOVERY.patch_size, "side of a patch trigger"),
-                Option(
-                    "additive_eps",
-                    float,
-                    RECOVERY.additive_eps,
-                    "L-inf bound of an additive trigger, 1/255",
-                ),
-                Option(
-                    "staircase",
-                    str,
-                    "0.5,0.8,0.9",
-                    "rising hinge thresholds beta, one generator each",
-                ),
-                Option(
-                    "entropy_weight",
-                    float,
-                    RECOVERY.entropy_weight,
-                    "alpha: weight of the MINE entropy term",
-                ),
-                Option("hidden", int, RECOVERY.hidden, "width of the generator and MINE networks"),
-                Option("generator_steps", int, RECOVERY.steps, "training steps per generator"),
-                Option(
-                    "tau", float, RECOVERY.tau, "keep labels whose triggers reach this success rate"
+                *options_from_settings(
+                    RecoverySettings, RECOVERY_HELP, names=RECOVERY_NAMES, choices=TRIGGER_FORMS
                 ),
                 Option(
                     "holdout", float, 0.2, "fraction of the clean data held out to score triggers"
                 ),
-                Option(
-                    "alpha", float, UNLEARN.alpha, "weight of the gradient-ascent unlearning term"
-                ),
-                Option("beta", float, UNLEARN.beta, "weight of the Fisher-weighted drift penalty"),
-                Option("unlearn_steps", int, UNLEARN.steps, "most unlearning steps"),
-                Option("unlearn_lr", float, UNLEARN.lr, "SGD learning rate of the unlearning"),
+                *options_from_settings(UnlearnSettings, UNLEARN_HELP, names=UNLEARN_NAMES),
             ),
         )
     )

@@ -17,11 +17,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from plugins.data.tensors import batch_slices
-from plugins.plugin_types import RunContext
-from plugins.training import cached, frozen
-from unlearn_plugin.generator import NOISE_SIZE, TriggerGenerator, apply_trigger, sample_noise
-from unlearn_plugin.mine import MineTrainer, StatisticsNetwork, mutual_information_bound
+from purify_backdoor import RunContext, batch_slices, cached, frozen
+from purify_backdoor.unlearn.generator import (
+    NOISE_SIZE,
+    TriggerGenerator,
+    apply_trigger,
+    sample_noise,
+)
+from purify_backdoor.unlearn.mine import MineTrainer, StatisticsNetwork, mutual_information_bound
 
 
 @dataclass(frozen=True)

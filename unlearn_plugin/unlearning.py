@@ -24,11 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugins.data.tensors import batch_slices
-from plugins.plugin_types import RunContext
-from plugins.training import EpochCheckpoint, check_finite_loss
-from unlearn_plugin.generator import TriggerGenerator, apply_trigger
-from unlearn_plugin.recovery import RecoverySettings, sample_triggers, trigger_success
+from purify_backdoor import EpochCheckpoint, RunContext, batch_slices, check_finite_loss
+from purify_backdoor.unlearn.generator import TriggerGenerator, apply_trigger
+from purify_backdoor.unlearn.recovery import RecoverySettings, sample_triggers, trigger_success
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugins.errors import PurifyError
+from purify_backdoor.errors import PurifyError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -7,8 +7,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from plugins.atomic import atomic_write
-from plugins.bench.grid import Grid
+from purify_backdoor.atomic import atomic_write
+from purify_backdoor.bench.grid import Grid
 
 MARKERS = "osD^vP*Xph<>"
 

@@ -10,10 +10,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from plugins.atomic import atomic_write, write_json_atomic
-from plugins.bench.grid import Grid
-from plugins.bench.runner import cell_path, cells, finished
-from plugins.report import report_path_for
+from purify_backdoor.atomic import atomic_write, write_json_atomic
+from purify_backdoor.bench.grid import Grid
+from purify_backdoor.bench.runner import cell_path, cells, finished
+from purify_backdoor.report import report_path_for
 
 COLUMNS = (
     "model", "defense", "plugin", "seed", "clean_acc_before", "asr_before", "clean_acc", "asr",

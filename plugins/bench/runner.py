@@ -10,10 +10,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from plugins.bench.grid import DefenseSpec, Grid, ModelSpec
-from plugins.plugin_types import RunContext
-from plugins.report import report_path_for
-from plugins.training import workdir_for
+from purify_backdoor.bench.grid import DefenseSpec, Grid, ModelSpec
+from purify_backdoor.plugin_types import RunContext
+from purify_backdoor.report import report_path_for
+from purify_backdoor.training import workdir_for
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,9 @@ def _run_logged(arguments: list[str], log: Path) -> str | None:
         handle.write("$ purify " + " ".join(arguments) + "\n")
         handle.flush()
         code = subprocess.run(
-            [sys.executable, "-m", "plugins", *arguments], stdout=handle, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "purify_backdoor", *arguments],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         ).returncode
     if code == 0:
         return None

@@ -22,11 +22,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from plugins import Defense, DefenseJob, Option, hookimpl
-from plugins.data.tensors import random_crop_flip, to_tensor
-from plugins.errors import PurifyError
-from plugins.plugin_types import RunContext
-from plugins.training import check_finite_loss
+from purify_backdoor import (
+    Defense,
+    DefenseJob,
+    Option,
+    PurifyError,
+    RunContext,
+    check_finite_loss,
+    hookimpl,
+    random_crop_flip,
+    to_tensor,
+)
 
 
 class NeuronPerturbation:

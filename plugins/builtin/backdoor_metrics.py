@@ -6,9 +6,7 @@ agreement."""
 
 from __future__ import annotations
 
-from plugins import EvalJob, Evaluator, hookimpl
-from plugins.attack_spec import triggered_test_set
-from plugins.training import predict_logits
+from purify_backdoor import EvalJob, Evaluator, hookimpl, predict_logits, triggered_test_set
 
 
 def evaluate(job: EvalJob) -> dict[str, float]:

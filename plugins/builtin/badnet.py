@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from plugins import Attack, Option, hookimpl
-from plugins.errors import PurifyError
+from purify_backdoor import Attack, Option, PurifyError, hookimpl
 
 # Rows then columns of the bottom-right 3x3 corner, as in the NAD code's gridTrigger (all channels).
 NAD_GRID = np.array([[0, 0, 255], [0, 255, 0], [255, 0, 255]], dtype=np.uint8)

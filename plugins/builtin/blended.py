@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from plugins import Attack, Option, hookimpl
+from purify_backdoor import Attack, Option, hookimpl
 
 
 def blend_pattern(height: int, width: int, seed: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from plugins import Attack, hookimpl
+from purify_backdoor import Attack, hookimpl
 
 
 def stamp(images: np.ndarray, options: dict[str, Any]) -> np.ndarray:

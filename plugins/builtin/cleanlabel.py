@@ -12,13 +12,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from plugins import Attack, Option, RunContext, hookimpl
-from plugins.adversarial import pgd_away_from_label
-from plugins.builtin.badnet import NAD_GRID
-from plugins.data.imageset import ImageSet
-from plugins.data.tensors import batch_slices, to_tensor
-from plugins.models.registry import build_model
-from plugins.training import TrainSettings, fit
+from purify_backdoor import (
+    Attack,
+    ImageSet,
+    Option,
+    RunContext,
+    TrainSettings,
+    batch_slices,
+    build_model,
+    fit,
+    hookimpl,
+    pgd_away_from_label,
+    to_tensor,
+)
+from purify_backdoor.builtin.badnet import NAD_GRID
 
 
 def stamp(images: np.ndarray, options: dict[str, Any]) -> np.ndarray:

@@ -11,7 +11,7 @@ import copy
 import torch
 from torch import fx, nn
 
-from plugins import Defense, DefenseJob, Option, hookimpl
+from purify_backdoor import Defense, DefenseJob, Option, hookimpl
 
 
 def conv_bn_pairs(model: nn.Module) -> tuple[list[tuple[str, nn.Conv2d, nn.BatchNorm2d]], str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from plugins import Attack, Option, hookimpl
+from purify_backdoor import Attack, Option, hookimpl
 
 
 def _saturate(x: np.ndarray, amount: float) -> np.ndarray:

@@ -1,70 +1,106 @@
-"""`purify demo`: the whole story on data the package draws itself, in a few CPU minutes: poison a
-training set, train a backdoored WideResNet-16-1, purify it with a shipped defense, and compare."""
+"""`purify demo`: the whole story on data the package draws itself, in a few CPU minutes. It runs
+the product's own pipeline, not a shortcut: the synthetic data set is written to a folder, a
+backdoored WideResNet-16-1 is trained on it exactly as `purify attack` trains one, and that file is
+purified exactly as `purify --plugin medic MODEL --data DATA` would (adapter, clean subset, atomic
+output, report)."""
 
 from __future__ import annotations
 
-import copy
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import click
+import numpy as np
 
-from plugins import DefenseJob, hookimpl
-from plugins.attack_spec import make_attack_spec, poison_training_set
-from plugins.data.clean_subset import clean_subset
-from plugins.data.synthetic import synthetic_images
-from plugins.evaluation import evaluate_model, metrics_table
-from plugins.manager import lookup
-from plugins.models.wideresnet import WideResNet
-from plugins.options import resolve_options
-from plugins.plugin_types import RunContext
-from plugins.runtime import resolve_device, seed_everything
-from plugins.training import TrainSettings, fit
+from purify_backdoor import (
+    PurifyError,
+    PurifyRequest,
+    RunContext,
+    TrainRequest,
+    hookimpl,
+    metrics_table,
+    purify_checkpoint,
+    run_context,
+    synthetic_images,
+    train_backdoored,
+)
+
+ATTACK = {"pattern": "grid", "target": 0}
+
+
+def write_demo_data(path: Path, train_images: int, image_size: int, seed: int) -> Path:
+    """Synthetic train and test splits in one `.npz`, a data format `--data` reads."""
+    train = synthetic_images(train_images, image_size, seed=seed)
+    test = synthetic_images(train_images // 4, image_size, seed=seed + 1)
+    np.savez(
+        path,
+        x=train.images,
+        y=train.labels,
+        x_test=test.images,
+        y_test=test.labels,
+        classes=np.array(train.classes),
+    )
+    return path
 
 
 def run_demo(
     context: RunContext,
     defense_name: str,
+    folder: Path,
     train_images: int = 4000,
     epochs: int = 8,
     image_size: int = 16,
-) -> dict[str, dict[str, float]]:
-    """Returns the metrics of the backdoored and the purified model."""
-    train = synthetic_images(train_images, image_size, seed=context.seed)
-    test = synthetic_images(train_images // 4, image_size, seed=context.seed + 1)
-    spec = make_attack_spec("badnet", {"pattern": "grid", "target": 0})
-    poisoned, _ = poison_training_set(train, spec, ratio=0.1, seed=context.seed)
-    model = WideResNet(16, 1, train.num_classes)
-    fit(model, poisoned, TrainSettings(epochs=epochs, lr=0.05), context, name="train backdoor")
-    backdoored = copy.deepcopy(model).eval()
-    before = evaluate_model(backdoored, test, spec, context)
-
-    defense = lookup("defense", defense_name)
-    clean, _ = clean_subset(train, context.seed, ratio=0.1)
-    job = DefenseJob(
-        model=model,
-        clean=clean,
-        num_classes=train.num_classes,
-        options=resolve_options(defense.options, {}, f"defense '{defense_name}'"),
-        context=context,
+) -> dict[str, Any]:
+    """Data, backdoored model, purified model and report in `folder`; returns the report."""
+    data = write_demo_data(folder / "data.npz", train_images, image_size, context.seed)
+    model = folder / "backdoored.pth.tar"
+    train_backdoored(
+        TrainRequest(
+            attack="badnet",
+            options=ATTACK,
+            data=data,
+            arch="wrn16-1",
+            out=model,
+            poison_ratio=0.1,
+            epochs=epochs,
+            lr=0.05,
+        ),
+        context,
     )
-    purified = defense.run(job)
-    after = evaluate_model(purified, test, spec, context, reference=backdoored)
-    return {"backdoored": before, f"purified ({defense_name})": after}
+    request = PurifyRequest(model_path=model, plugin=defense_name, options={}, data=data, ratio=0.1)
+    return purify_checkpoint(request, context)
 
 
 @click.command()
 @click.option("-p", "--plugin", default="medic", show_default=True, help="defense to demonstrate")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="keep the data, models and report in this new folder  [default: a temporary one]",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
-def demo(plugin: str, seed: int, device: str, quiet: bool) -> None:
+def demo(plugin: str, out: Path | None, seed: int, device: str, quiet: bool) -> None:
     """Poison, train, purify and compare on built-in synthetic data (no download)."""
     started = time.perf_counter()
-    seed_everything(seed)
-    context = RunContext(device=resolve_device(device), seed=seed, quiet=quiet)
-    columns = run_demo(context, plugin)
+    context = run_context(seed, device, quiet)
+    if out is not None:
+        if out.exists():
+            raise PurifyError(f"demo folder {out} already exists; choose a new --out")
+        out.mkdir(parents=True)
+        report = run_demo(context, plugin, out)
+    else:
+        with tempfile.TemporaryDirectory(prefix="purify-demo-") as folder:
+            report = run_demo(context, plugin, Path(folder))
+    metrics = report["metrics"]
     click.echo("BadNets grid trigger, target class 0, 10% poisoned; defender holds 10% clean data")
+    columns = {"backdoored": metrics["before"], f"purified ({plugin})": metrics["after"]}
     click.echo(metrics_table(columns))
+    if out is not None:
+        click.echo(f"purified model: {report['output']['path']}")
     click.echo(f"total time: {time.perf_counter() - started:.0f} s")
 
 

@@ -14,12 +14,19 @@ import copy
 import torch
 from torch import nn
 
-from plugins import Defense, DefenseJob, Option, hookimpl
-from plugins.data.imageset import ImageSet
-from plugins.data.tensors import batch_slices, to_tensor
-from plugins.errors import PurifyError
-from plugins.models.normalized import unwrap
-from plugins.training import TrainSettings, fit
+from purify_backdoor import (
+    Defense,
+    DefenseJob,
+    ImageSet,
+    Option,
+    PurifyError,
+    TrainSettings,
+    batch_slices,
+    fit,
+    hookimpl,
+    to_tensor,
+    unwrap,
+)
 
 
 def classifier(model: nn.Module) -> nn.Linear:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from plugins import Defense, DefenseJob, Option, hookimpl
-from plugins.training import TrainSettings, fit
+from purify_backdoor import Defense, DefenseJob, Option, TrainSettings, fit, hookimpl
 
 
 def run(job: DefenseJob) -> nn.Module:

@@ -7,8 +7,7 @@ import io
 
 import torch
 
-from plugins import EvalJob, Evaluator, hookimpl
-from plugins.models.normalized import cpu_state_dict
+from purify_backdoor import EvalJob, Evaluator, cpu_state_dict, hookimpl
 
 
 def evaluate(job: EvalJob) -> dict[str, float]:

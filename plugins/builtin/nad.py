@@ -15,10 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugins import Defense, DefenseJob, Option, hookimpl
-from plugins.errors import PurifyError
-from plugins.models.normalized import unwrap
-from plugins.training import TrainSettings, fit
+from purify_backdoor import (
+    Defense,
+    DefenseJob,
+    Option,
+    PurifyError,
+    TrainSettings,
+    fit,
+    hookimpl,
+    unwrap,
+)
 
 # The last group of blocks in the architectures purify builds (NAD WRN, PreActResNet, ResNet).
 LAST_GROUP = ("block3", "layer4")

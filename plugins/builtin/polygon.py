@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from plugins import Attack, Option, hookimpl
+from purify_backdoor import Attack, Option, hookimpl
 
 
 def polygon_mask(size: int, sides: int, seed: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from plugins import Attack, Option, hookimpl
+from purify_backdoor import Attack, Option, hookimpl
 
 
 def paper_signal(width: int, delta: float, frequency: float) -> np.ndarray:

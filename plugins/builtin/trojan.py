@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from plugins import Attack, Option, hookimpl
-from plugins.errors import PurifyError
+from purify_backdoor import Attack, Option, PurifyError, hookimpl
 
 
 def trigger_pattern(height: int, width: int, options: dict[str, Any]) -> np.ndarray:

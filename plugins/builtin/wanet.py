@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from plugins import Attack, Option, hookimpl
+from purify_backdoor import Attack, Option, hookimpl
 
 
 def warp_field(size: int, k: int, seed: int) -> torch.Tensor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from plugins.data.imageset import ImageSet
-from plugins.errors import PurifyError
+from purify_backdoor.data.imageset import ImageSet
+from purify_backdoor.errors import PurifyError
 
 
 def clean_subset_indices(

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from plugins.atomic import atomic_write
-from plugins.data.imageset import ImageSet, Splits
-from plugins.errors import PurifyError
+from purify_backdoor.atomic import atomic_write
+from purify_backdoor.data.imageset import ImageSet, Splits
+from purify_backdoor.errors import PurifyError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff"}
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -36,7 +36,7 @@ def open_data(path: str | Path, quiet: bool = True) -> Splits:
     if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
         return _open_folder(_extract_once(path), quiet)
     if path.is_file() and path.suffix == ".npz":
-        return Splits(train=load_npz(path), test=None)
+        return load_npz(path)
     if path.is_dir():
         if (path / "cifar-10-batches-py").is_dir():
             return _torchvision_cifar10(path)
@@ -51,16 +51,41 @@ def open_data(path: str | Path, quiet: bool = True) -> Splits:
     )
 
 
-def load_npz(path: Path) -> ImageSet:
+def load_npz(path: Path) -> Splits:
+    """`x` (uint8 NHWC) and `y` are the training images; `x_test` and `y_test`, when present, the
+    test split; `classes` (strings), when present, names the labels."""
     with np.load(path, allow_pickle=False) as archive:
         if "x" not in archive or "y" not in archive:
             raise PurifyError(f"{path} must contain arrays 'x' (uint8 NHWC) and 'y' (int labels)")
-        images, labels = archive["x"], archive["y"].astype(np.int64)
+        if ("x_test" in archive) != ("y_test" in archive):
+            raise PurifyError(f"{path}: 'x_test' and 'y_test' go together; store both or neither")
+        names = tuple(str(name) for name in archive["classes"]) if "classes" in archive else None
+        train = _npz_split(path, archive["x"], archive["y"], "x", names)
+        test = None
+        if "x_test" in archive:
+            test = _npz_split(path, archive["x_test"], archive["y_test"], "x_test", names)
+    if names is None and test is not None:
+        count = max(train.num_classes, test.num_classes)
+        train, test = (ImageSet(s.images, s.labels, _numbered(count)) for s in (train, test))
+    return Splits(train=train, test=test)
+
+
+def _numbered(count: int) -> tuple[str, ...]:
+    return tuple(str(k) for k in range(count))
+
+
+def _npz_split(
+    path: Path, images: np.ndarray, labels: np.ndarray, key: str, names: tuple[str, ...] | None
+) -> ImageSet:
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise PurifyError(
-            f"{path}: 'x' must be uint8 of shape (N, H, W, 3), got {images.dtype} {images.shape}"
+            f"{path}: '{key}' must be uint8 of shape (N, H, W, 3), "
+            f"got {images.dtype} {images.shape}"
         )
-    classes = tuple(str(k) for k in range(int(labels.max()) + 1))
+    labels = labels.astype(np.int64)
+    classes = names or _numbered(int(labels.max()) + 1)
+    if labels.min() < 0 or labels.max() >= len(classes):
+        raise PurifyError(f"{path}: labels of '{key}' must lie in 0..{len(classes) - 1}")
     return ImageSet(images, labels, classes)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plugins.data.imageset import ImageSet
+from purify_backdoor.data.imageset import ImageSet
 
 SHAPES = ("disc", "square", "ring", "cross", "bar")
 PALETTES = ("warm", "cool")

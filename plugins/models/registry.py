@@ -8,9 +8,9 @@ import re
 import torch
 from torch import nn
 
-from plugins.errors import PurifyError
-from plugins.models.preact_resnet import PreActResNet
-from plugins.models.wideresnet import WideResNet
+from purify_backdoor.errors import PurifyError
+from purify_backdoor.models.preact_resnet import PreActResNet
+from purify_backdoor.models.wideresnet import WideResNet
 
 _WRN = re.compile(r"wrn-?(\d+)-(\d+)$")
 # The torchvision classifiers that TrojAI rounds and BackdoorBench use.

@@ -10,10 +10,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from plugins.checkpoints import open_checkpoint
-from plugins.cli import cli
-from plugins.models.normalized import Normalized
-from plugins.models.preact_resnet import PreActResNet
+from purify_backdoor.checkpoints import open_checkpoint
+from purify_backdoor.cli import cli
+from purify_backdoor.models.normalized import Normalized
+from purify_backdoor.models.preact_resnet import PreActResNet
 
 POISONED = {3: (0, 7), 5: (0, 2), 9: (0, 4)}  # test index -> (backdoor label, true label)
 
@@ -63,7 +63,7 @@ def make_record(root, with_images=True, prefix="module.", dataset="cifar10"):
 @pytest.fixture(autouse=True)
 def small_preactresnet(monkeypatch):
     """A one-block-per-stage PreActResNet under the BackdoorBench name, to keep tests fast."""
-    import plugins.models.registry as registry
+    import purify_backdoor.models.registry as registry
 
     monkeypatch.setitem(registry._PREACT, "preactresnet18", (1, 1, 1, 1))
 
@@ -102,7 +102,7 @@ def test_without_record_images_there_is_no_stored_trigger(tmp_path):
 
 
 def test_unknown_dataset_is_a_clear_error(tmp_path):
-    from plugins.errors import PurifyError
+    from purify_backdoor.errors import PurifyError
 
     with pytest.raises(PurifyError, match="unknown BackdoorBench data set 'svhn'"):
         open_checkpoint(make_record(tmp_path, dataset="svhn"))

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from plugins.checkpoints import default_output_path, open_checkpoint
-from plugins.errors import PurifyError
+from purify_backdoor.checkpoints import default_output_path, open_checkpoint
+from purify_backdoor.errors import PurifyError
 from tests.conftest import tiny_wideresnet
 
 

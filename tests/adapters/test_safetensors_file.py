@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from safetensors import safe_open
 
-from plugins.checkpoints import open_checkpoint, save_checkpoint
-from plugins.manager import lookup
-from plugins.models.normalized import Normalized
-from plugins.plugin_types import InputConvention, LoadedModel
+from purify_backdoor.checkpoints import open_checkpoint, save_checkpoint
+from purify_backdoor.manager import lookup
+from purify_backdoor.models.normalized import Normalized
+from purify_backdoor.plugin_types import InputConvention, LoadedModel
 from tests.conftest import tiny_wideresnet
 from tests.plugins.test_cli import invoke
 

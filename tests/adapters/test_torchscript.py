@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from plugins.checkpoints import open_checkpoint
-from plugins.errors import PurifyError
+from purify_backdoor.checkpoints import open_checkpoint
+from purify_backdoor.errors import PurifyError
 from tests.conftest import tiny_wideresnet
 
 
@@ -32,7 +32,7 @@ def test_round_trip(scripted, tmp_path):
 
 
 def test_sniffing_never_hands_torchscript_to_torch_jit(scripted, monkeypatch):
-    from plugins.plugin_types import CheckpointSource
+    from purify_backdoor import CheckpointSource
 
     def forbidden(*args, **kwargs):
         raise AssertionError("torch.jit.load was called without --trust-checkpoint")

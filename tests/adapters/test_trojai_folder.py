@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
-from plugins.checkpoints import open_checkpoint
-from plugins.cli import cli
-from plugins.data.loading import open_data
-from plugins.errors import PurifyError
+from purify_backdoor.checkpoints import open_checkpoint
+from purify_backdoor.cli import cli
+from purify_backdoor.data.loading import open_data
+from purify_backdoor.errors import PurifyError
 
 
 def tiny_classifier() -> nn.Module:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compact_plugin.activation_fit import fit_to_activations, fitted_layer
-from compact_plugin.ranks import choose_ranks
-from compact_plugin.tucker import TuckerConv2d, hosvd
+from purify_backdoor.compact.activation_fit import fit_to_activations, fitted_layer
+from purify_backdoor.compact.ranks import choose_ranks
+from purify_backdoor.compact.tucker import TuckerConv2d, hosvd
 from tests.conftest import tiny_wideresnet
 
 

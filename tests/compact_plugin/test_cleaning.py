@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from compact_plugin.cleaning import decompose_and_clip, dense_equivalent
-from compact_plugin.ranks import choose_ranks
-from plugins.checkpoints import open_checkpoint
+from purify_backdoor.checkpoints import open_checkpoint
+from purify_backdoor.compact.cleaning import decompose_and_clip, dense_equivalent
+from purify_backdoor.compact.ranks import choose_ranks
 from tests.conftest import tiny_wideresnet
 from tests.plugins.test_cli import invoke
 
@@ -57,8 +57,8 @@ class Interrupt(Exception):
 
 
 def test_interrupted_fine_tuning_resumes_to_the_same_weights(tmp_path):
-    from compact_plugin.cleaning import CleanCompactSettings, finetune_on_synthetic
-    from plugins.plugin_types import RunContext
+    from purify_backdoor.compact.cleaning import CleanCompactSettings, finetune_on_synthetic
+    from purify_backdoor.plugin_types import RunContext
 
     images, labels = torch.rand(64, 3, 16, 16), torch.randint(0, 10, (64,))
     settings = CleanCompactSettings(epochs=3, batch_size=32)
@@ -87,8 +87,8 @@ def test_interrupted_fine_tuning_resumes_to_the_same_weights(tmp_path):
 
 
 def test_network_fit_target_stays_closer_to_the_original():
-    from compact_plugin.cleaning import CleanCompactSettings, clean_and_compact
-    from plugins.plugin_types import RunContext
+    from purify_backdoor.compact.cleaning import CleanCompactSettings, clean_and_compact
+    from purify_backdoor.plugin_types import RunContext
 
     torch.manual_seed(0)
     model = tiny_wideresnet().eval()

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from compact_plugin.ranks import RULES, choose_ranks, parameters_with
-from plugins.errors import PurifyError
+from purify_backdoor.compact.ranks import RULES, choose_ranks, parameters_with
+from purify_backdoor.errors import PurifyError
 from tests.conftest import tiny_wideresnet
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from compact_plugin.scaling import clip_factors, normalized_singular_values, scale_core
-from compact_plugin.tucker import hosvd, unfold
+from purify_backdoor.compact.scaling import clip_factors, normalized_singular_values, scale_core
+from purify_backdoor.compact.tucker import hosvd, unfold
 
 
 def test_values_under_the_threshold_are_unchanged_and_outliers_clipped_to_it():

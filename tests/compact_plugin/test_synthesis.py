@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from compact_plugin.synthesis import BatchNormInputs, SynthesisSettings, synthesize
-from plugins.plugin_types import RunContext
+from purify_backdoor.compact.synthesis import BatchNormInputs, SynthesisSettings, synthesize
+from purify_backdoor.plugin_types import RunContext
 from tests.conftest import tiny_wideresnet
 
 

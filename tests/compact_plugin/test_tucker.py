@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from compact_plugin.tucker import TuckerConv2d, hosvd
+from purify_backdoor.compact.tucker import TuckerConv2d, hosvd
 
 
 def kernel(out=8, inp=6, k=3, seed=0) -> torch.Tensor:

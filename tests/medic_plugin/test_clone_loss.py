@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from medic_plugin.clone_loss import layer_clone_loss
+from purify_backdoor.medic.clone_loss import layer_clone_loss
 
 
 def test_eq1_by_hand():

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from medic_plugin import run
-from medic_plugin.cloning import MedicSettings, fresh_clone
-from plugins.data.synthetic import synthetic_images
-from plugins.plugin_types import DefenseJob, RunContext
+from purify_backdoor.data.synthetic import synthetic_images
+from purify_backdoor.medic import run
+from purify_backdoor.medic.cloning import MedicSettings, fresh_clone
+from purify_backdoor.plugin_types import DefenseJob, RunContext
 from tests.conftest import tiny_wideresnet
 
 CLEAN = synthetic_images(64, 16, seed=0)

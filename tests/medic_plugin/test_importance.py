@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from medic_plugin.importance import (
+from purify_backdoor.medic.importance import (
     activation_criterion,
     conjunction,
     impact_criterion,

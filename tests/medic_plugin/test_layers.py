@@ -2,8 +2,8 @@ import torch
 import torchvision
 from torch import nn
 
-from medic_plugin.layers import ActivationRecorder, cloned_layers
-from plugins.models.wideresnet import WideResNet
+from purify_backdoor.medic.layers import ActivationRecorder, cloned_layers
+from purify_backdoor.models.wideresnet import WideResNet
 
 
 def test_wrn16_1_hooks_the_25_tensors_of_the_reference():

@@ -1,8 +1,8 @@
 import torch
 from torch import nn
 
-from medic_plugin.layers import ActivationRecorder
-from medic_plugin.statistics import SIGMA_FLOOR, teacher_statistics
+from purify_backdoor.medic.layers import ActivationRecorder
+from purify_backdoor.medic.statistics import SIGMA_FLOOR, teacher_statistics
 
 
 def test_per_channel_mean_and_std_over_all_batches():

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from plugins.adversarial import pgd_away_from_label
+from purify_backdoor.adversarial import pgd_away_from_label
 
 
 def test_pgd_raises_the_loss_within_the_budget():

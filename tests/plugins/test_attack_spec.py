@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from plugins.attack_spec import (
+from purify_backdoor.attack_spec import (
     parse_attack_spec,
     poison_each_batch,
     poison_training_set,
     stamp_after_augment,
 )
-from plugins.builtin.badnet import NAD_GRID
-from plugins.data.synthetic import synthetic_images
-from plugins.data.tensors import random_crop_flip, to_tensor
+from purify_backdoor.builtin.badnet import NAD_GRID
+from purify_backdoor.data.synthetic import synthetic_images
+from purify_backdoor.data.tensors import random_crop_flip, to_tensor
 
 
 def test_late_stamping_relabels_now_and_stamps_augmented_batches():

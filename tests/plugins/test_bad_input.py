@@ -138,7 +138,7 @@ def test_bad_input_is_one_line_and_writes_nothing(
 
 
 def test_out_of_memory_suggests_a_smaller_batch(tmp_path, tiny_data, monkeypatch):
-    monkeypatch.setattr("plugins.builtin.finetune.fit", raise_out_of_memory)
+    monkeypatch.setattr("purify_backdoor.builtin.finetune.fit", raise_out_of_memory)
     result = invoke("--plugin", "finetune", valid(tmp_path), "--data", tiny_data, "-q")
     assert_one_line_error(result, "out of memory", "smaller batch size (-o batch_size=N)")
     assert not tmp_path.joinpath("model.purified.pth.tar").exists()

@@ -11,8 +11,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugins.checkpoints import open_checkpoint
-from plugins.errors import PurifyError
+from purify_backdoor.checkpoints import open_checkpoint
+from purify_backdoor.errors import PurifyError
 from tests.conftest import tiny_wideresnet
 
 FUZZ = settings(

@@ -8,7 +8,7 @@ import json
 import torch
 from click.testing import CliRunner
 
-from plugins.cli import cli
+from purify_backdoor.cli import cli
 
 
 def invoke(*args: str):

@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from plugins.data.loading import cache_dir
+from purify_backdoor.data.loading import cache_dir
 from tests.plugins.test_cli import invoke
 
 

@@ -19,7 +19,8 @@ EPOCHS = {"finetune": 12, "medic": 6}
 
 def purify(model: Path, data: Path, plugin: str, out: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "plugins", "--plugin", plugin, str(model), "--data", str(data),
+        sys.executable, "-m", "purify_backdoor", "--plugin", plugin, str(model),
+        "--data", str(data),
         "--ratio", "0.5", "-o", f"epochs={EPOCHS[plugin]}", "--seed", "3", "--out", str(out),
         "-q", *extra,
     ]  # fmt: skip

@@ -8,9 +8,9 @@ import types
 import pluggy
 import pytest
 
-from plugins import Defense, Option, hookimpl
-from plugins.errors import PurifyError
-from plugins.manager import collect, get_manager, load_plugins, lookup, new_manager
+from purify_backdoor import Defense, Option, hookimpl
+from purify_backdoor.errors import PurifyError
+from purify_backdoor.manager import collect, get_manager, load_plugins, lookup, new_manager
 
 
 def _defense_plugin(module_name: str, defense: Defense) -> types.ModuleType:
@@ -125,7 +125,7 @@ def test_the_cli_reports_a_broken_plugin_in_one_line(tmp_path):
     _installed_distribution(tmp_path, "broken_purify_plugin", "broken = no_such_module_xyz")
     environment = {**os.environ, "PYTHONPATH": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "plugins", "plugins"],
+        [sys.executable, "-m", "purify_backdoor", "plugins"],
         env=environment,
         capture_output=True,
         text=True,

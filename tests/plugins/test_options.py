@@ -1,7 +1,7 @@
 import pytest
 
-from plugins.errors import PurifyError
-from plugins.options import Option, parse_assignments, resolve_options
+from purify_backdoor.errors import PurifyError
+from purify_backdoor.options import Option, parse_assignments, resolve_options
 
 DECLARED = (
     Option("tau", float, 5.0, "temperature"),

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from plugins.data.synthetic import synthetic_images
-from plugins.plugin_types import RunContext
-from plugins.training import TrainSettings, fit
+from purify_backdoor.data.synthetic import synthetic_images
+from purify_backdoor.plugin_types import RunContext
+from purify_backdoor.training import TrainSettings, fit
 from tests.conftest import tiny_wideresnet
 
 SETTINGS = TrainSettings(epochs=2, lr=0.05, batch_size=32)
@@ -42,7 +42,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
 
 
 def test_cached_step_is_read_back_only_under_resume(tmp_path):
-    from plugins.training import cached
+    from purify_backdoor.training import cached
 
     calls = []
 

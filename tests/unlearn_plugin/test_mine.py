@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from unlearn_plugin.mine import MineTrainer, StatisticsNetwork, mutual_information_bound
+from purify_backdoor.unlearn.mine import MineTrainer, StatisticsNetwork, mutual_information_bound
 
 
 def correlated(count: int, noise: float, generator: torch.Generator):

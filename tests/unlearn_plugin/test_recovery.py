@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugins.plugin_types import RunContext
-from unlearn_plugin.recovery import (
+from purify_backdoor.plugin_types import RunContext
+from purify_backdoor.unlearn.recovery import (
     RecoverySettings,
     recover_triggers,
     staircase_hinge,

@@ -8,12 +8,17 @@ import copy
 import pytest
 import torch
 
-from plugins.plugin_types import RunContext
+from purify_backdoor.plugin_types import RunContext
+from purify_backdoor.unlearn.generator import TriggerGenerator, apply_trigger
+from purify_backdoor.unlearn.recovery import RecoverySettings, sample_triggers
+from purify_backdoor.unlearn.unlearning import (
+    UnlearnSettings,
+    drift_penalty,
+    fisher_diagonal,
+    unlearn,
+)
 from tests.conftest import tiny_wideresnet
 from tests.unlearn_plugin.test_recovery import PatchVictim
-from unlearn_plugin.generator import TriggerGenerator, apply_trigger
-from unlearn_plugin.recovery import RecoverySettings, sample_triggers
-from unlearn_plugin.unlearning import UnlearnSettings, drift_penalty, fisher_diagonal, unlearn
 
 
 def test_penalty_is_zero_at_the_original_parameters_and_grows_with_drift():

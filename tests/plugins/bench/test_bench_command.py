@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from plugins.bench.plots import matplotlib_available
+from purify_backdoor.bench.plots import matplotlib_available
 from tests.plugins.test_cli import assert_one_line_error, invoke
 
 GRID = """

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from plugins.bench.grid import load_grid
-from plugins.errors import PurifyError
+from purify_backdoor.bench.grid import load_grid
+from purify_backdoor.errors import PurifyError
 
 GOOD = """
 data = "data"
@@ -66,9 +66,9 @@ def test_missing_grid_file_is_named(tmp_path):
 
 @pytest.mark.parametrize("name", ["cifar10_small.toml", "cifar10_paper.toml", "wanet_small.toml"])
 def test_shipped_grids_name_installed_plugins_and_their_options(name):
-    from plugins.attack_spec import attack_options
-    from plugins.manager import collect
-    from plugins.options import resolve_options
+    from purify_backdoor.attack_spec import attack_options
+    from purify_backdoor.manager import collect
+    from purify_backdoor.options import resolve_options
 
     grid = load_grid(Path(__file__).resolve().parents[3] / "benchmarks" / name)
     defenses, attacks = collect("defense"), collect("attack")

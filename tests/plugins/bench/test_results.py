@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plugins.bench.grid import DefenseSpec, Grid, ModelSpec
-from plugins.bench.results import markdown
+from purify_backdoor.bench.grid import DefenseSpec, Grid, ModelSpec
+from purify_backdoor.bench.results import markdown
 
 
 def row(model, defense, seed, acc, asr, time=10.0):

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugins.builtin.anp import optimise_masks, perturbable, prune_by_threshold
-from plugins.plugin_types import RunContext
+from purify_backdoor.builtin.anp import optimise_masks, perturbable, prune_by_threshold
+from purify_backdoor.plugin_types import RunContext
 from tests.conftest import tiny_wideresnet
 from tests.plugins.test_cli import invoke
 

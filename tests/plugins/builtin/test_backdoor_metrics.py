@@ -3,11 +3,11 @@ import pytest
 import torch
 from torch import nn
 
-from plugins.attack_spec import parse_attack_spec
-from plugins.builtin.backdoor_metrics import evaluate
-from plugins.data.imageset import ImageSet
-from plugins.evaluation import defense_effectiveness_rating
-from plugins.plugin_types import EvalJob, RunContext
+from purify_backdoor.attack_spec import parse_attack_spec
+from purify_backdoor.builtin.backdoor_metrics import evaluate
+from purify_backdoor.data.imageset import ImageSet
+from purify_backdoor.evaluation import defense_effectiveness_rating
+from purify_backdoor.plugin_types import EvalJob, RunContext
 
 
 class CornerDetector(nn.Module):

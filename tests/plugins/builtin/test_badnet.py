@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from plugins.attack_spec import make_attack_spec, parse_attack_spec, poison_training_set
-from plugins.data.synthetic import synthetic_images
-from plugins.errors import PurifyError
+from purify_backdoor.attack_spec import make_attack_spec, parse_attack_spec, poison_training_set
+from purify_backdoor.data.synthetic import synthetic_images
+from purify_backdoor.errors import PurifyError
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)

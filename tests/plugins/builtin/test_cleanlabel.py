@@ -1,10 +1,10 @@
 import numpy as np
 import torch
 
-from plugins.attack_spec import parse_attack_spec, poison_training_set
-from plugins.builtin.badnet import NAD_GRID
-from plugins.data.synthetic import synthetic_images
-from plugins.plugin_types import RunContext
+from purify_backdoor.attack_spec import parse_attack_spec, poison_training_set
+from purify_backdoor.builtin.badnet import NAD_GRID
+from purify_backdoor.data.synthetic import synthetic_images
+from purify_backdoor.plugin_types import RunContext
 
 
 def test_trigger_in_all_four_corners_survives_a_flip():

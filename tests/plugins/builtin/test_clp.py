@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plugins.builtin.clp import channel_lipschitz_bounds, clp_prune, conv_bn_pairs
-from plugins.models.preact_resnet import PreActResNet
+from purify_backdoor.builtin.clp import channel_lipschitz_bounds, clp_prune, conv_bn_pairs
+from purify_backdoor.models.preact_resnet import PreActResNet
 from tests.conftest import tiny_wideresnet
 from tests.plugins.test_cli import invoke
 

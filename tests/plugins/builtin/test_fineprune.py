@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plugins.builtin.fineprune import prune_quiet_channels
+from purify_backdoor.builtin.fineprune import prune_quiet_channels
 from tests.plugins.test_cli import invoke
 
 

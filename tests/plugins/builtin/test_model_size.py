@@ -1,8 +1,8 @@
 import torch
 
-from plugins.builtin.model_size import evaluate
-from plugins.models.normalized import Normalized
-from plugins.plugin_types import EvalJob, RunContext
+from purify_backdoor.builtin.model_size import evaluate
+from purify_backdoor.models.normalized import Normalized
+from purify_backdoor.plugin_types import EvalJob, RunContext
 from tests.conftest import tiny_wideresnet
 
 

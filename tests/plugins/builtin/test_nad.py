@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from plugins.builtin.nad import attention_loss, attention_map
+from purify_backdoor.builtin.nad import attention_loss, attention_map
 from tests.plugins.test_cli import invoke
 
 

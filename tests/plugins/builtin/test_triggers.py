@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from plugins.attack_spec import make_attack_spec, parse_attack_spec, poison_training_set
-from plugins.builtin.blended import blend_pattern
-from plugins.builtin.polygon import polygon_mask
-from plugins.builtin.sig import nad_mask, paper_signal
-from plugins.builtin.wanet import noise as wanet_noise
-from plugins.data.synthetic import synthetic_images
-from plugins.manager import collect
+from purify_backdoor.attack_spec import make_attack_spec, parse_attack_spec, poison_training_set
+from purify_backdoor.builtin.blended import blend_pattern
+from purify_backdoor.builtin.polygon import polygon_mask
+from purify_backdoor.builtin.sig import nad_mask, paper_signal
+from purify_backdoor.builtin.wanet import noise as wanet_noise
+from purify_backdoor.data.synthetic import synthetic_images
+from purify_backdoor.manager import collect
 
 IMAGES = np.random.default_rng(0).integers(20, 236, size=(6, 32, 32, 3), dtype=np.uint8)
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from plugins.data.clean_subset import clean_subset_indices
-from plugins.errors import PurifyError
+from purify_backdoor.data.clean_subset import clean_subset_indices
+from purify_backdoor.errors import PurifyError
 
 LABELS = np.repeat(np.arange(10), 100)
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plugins.data import loading
-from plugins.data.loading import open_data
-from plugins.errors import PurifyError
+from purify_backdoor.data import loading
+from purify_backdoor.data.loading import open_data
+from purify_backdoor.errors import PurifyError
 
 
 def test_image_folder_with_splits(tiny_data):
@@ -68,6 +68,27 @@ def test_npz(tmp_path):
     assert len(data) == 6 and data.num_classes == 3
     np.savez(path, x=np.zeros((6, 8, 8), np.float32), y=np.zeros(6))
     with pytest.raises(PurifyError, match="uint8 of shape"):
+        open_data(path)
+
+
+def test_npz_with_a_test_split_and_class_names(tmp_path):
+    path = tmp_path / "d.npz"
+    images = np.arange(6 * 4 * 4 * 3, dtype=np.uint8).reshape(6, 4, 4, 3)
+    classes = np.array(["cat", "dog", "emu"])
+    np.savez(
+        path, x=images, y=[0, 1, 2, 0, 1, 2], x_test=images[:2], y_test=[2, 2], classes=classes
+    )
+    splits = open_data(path)
+    assert len(splits.train) == 6 and np.array_equal(splits.test.images, images[:2])
+    assert splits.train.classes == splits.test.classes == ("cat", "dog", "emu")
+    np.savez(path, x=images, y=[0, 1, 2, 0, 1, 2], x_test=images[:2], y_test=[0, 1])
+    unnamed = open_data(path)
+    assert unnamed.train.classes == unnamed.test.classes == ("0", "1", "2")
+    np.savez(path, x=images, y=[0, 1, 2, 0, 1, 2], x_test=images[:2])
+    with pytest.raises(PurifyError, match="go together"):
+        open_data(path)
+    np.savez(path, x=images, y=[0, 1, 5, 0, 1, 2], classes=classes)
+    with pytest.raises(PurifyError, match=r"must lie in 0\.\.2"):
         open_data(path)
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from plugins.data.tensors import random_crop_flip, random_rotate, to_tensor
+from purify_backdoor.data.tensors import random_crop_flip, random_rotate, to_tensor
 
 
 def test_to_tensor_layout_and_range():

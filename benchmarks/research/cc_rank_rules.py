@@ -3,7 +3,7 @@ the shared NAD badnet checkpoint right after decomposition and rank pruning (no 
 10,000 JPEG test images. Shows how much each rule destroys before the synthetic-data fine-tuning
 has to win it back. Writes docs/results/cc_rank_rules.json.
 
-    python benchmarks/cc_rank_rules.py
+    python benchmarks/research/cc_rank_rules.py
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import json
 
 from shared_badnet import ROOT, load, score
 
-from compact_plugin.cleaning import decompose_and_clip
-from compact_plugin.ranks import RULES, choose_ranks, parameters_with
+from purify_backdoor.compact.cleaning import decompose_and_clip
+from purify_backdoor.compact.ranks import RULES, choose_ranks, parameters_with
 
 NO_CLIPPING = 1e6
 

@@ -7,7 +7,7 @@ where most untargeted PGD copies land, C&C step 5's premise), and on real traini
 data-free: the ceiling better synthetic data could reach). Clean accuracy and ASR on all 10,000
 JPEG test images. Writes docs/results/cc_fit_target.json.
 
-    python benchmarks/cc_fit_target.py --synthetic 512 --iterations 100
+    python benchmarks/research/cc_fit_target.py --synthetic 512 --iterations 100
 """
 
 from __future__ import annotations
@@ -19,19 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from shared_badnet import ROOT, SHARED, load, score
+from shared_badnet import ROOT, SHARED, load, portable, score
 from torch import nn
 
-from compact_plugin.cleaning import (
+from purify_backdoor.compact.cleaning import (
     CleanCompactSettings,
     clean_and_compact,
     decomposed,
     fit_pruned_layers,
 )
-from compact_plugin.synthesis import adversarial_copies, predict
-from plugins.data.loading import open_data
-from plugins.data.tensors import batch_slices, to_tensor
-from plugins.plugin_types import RunContext
+from purify_backdoor.compact.synthesis import adversarial_copies, predict
+from purify_backdoor.data.loading import open_data
+from purify_backdoor.data.tensors import batch_slices, to_tensor
+from purify_backdoor.plugin_types import RunContext
 
 NO_CLIPPING = 1e6
 
@@ -105,7 +105,7 @@ def main() -> None:
     compact = network_fit(model, to_tensor(train.images[chosen]))
     record(f"network, {args.real} real training images (not data-free)", started, compact)
 
-    results["settings"] = vars(args) | {"work": str(args.work), "json": str(args.json)}
+    results["settings"] = vars(args) | {"work": portable(args.work), "json": portable(args.json)}
     print("| fit | clean acc | ASR |\n|---|---|---|")
     for label, row in results.items():
         if isinstance(row, dict) and "asr" in row:

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from plugins.attack_spec import parse_attack_spec, triggered_test_set
-from plugins.checkpoints import open_checkpoint
-from plugins.data.imageset import ImageSet
-from plugins.data.loading import open_data
-from plugins.plugin_types import TriggeredSet
-from plugins.training import predict_logits
+from purify_backdoor.attack_spec import parse_attack_spec, triggered_test_set
+from purify_backdoor.checkpoints import open_checkpoint
+from purify_backdoor.data.imageset import ImageSet
+from purify_backdoor.data.loading import open_data
+from purify_backdoor.plugin_types import TriggeredSet
+from purify_backdoor.training import predict_logits
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
+
+
+def portable(path: Path) -> str:
+    """A path relative to the checkout: results never name the machine that made them."""
+    return os.path.relpath(path, ROOT) if path.is_absolute() else str(path)
 
 
 def load(count: int | None = None) -> tuple[nn.Module, ImageSet, TriggeredSet]:

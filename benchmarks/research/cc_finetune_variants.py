@@ -5,7 +5,7 @@ or hard ones, BatchNorm frozen. Reuses the synthetic images `benchmarks/cc_bases
 out/cc-bases; scores on 2,000 random test images (seed 0). Writes
 docs/results/cc_finetune_variants.json.
 
-    python benchmarks/cc_bases.py && python benchmarks/cc_finetune_variants.py
+    python benchmarks/research/cc_bases.py && python benchmarks/research/cc_finetune_variants.py
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from shared_badnet import ROOT, load, score
 from torch import nn
 
-from compact_plugin.cleaning import CleanCompactSettings, decomposed, fit_pruned_layers
-from plugins.data.tensors import random_crop_flip, shuffled_batches
+from purify_backdoor.compact.cleaning import CleanCompactSettings, decomposed, fit_pruned_layers
+from purify_backdoor.data.tensors import random_crop_flip, shuffled_batches
 
 VARIANTS = (
     {"lr": 0.01, "bn_train": False, "soft_labels": True, "epochs": 10},

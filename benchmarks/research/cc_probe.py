@@ -4,7 +4,7 @@ with one keep fraction for every layer (`rank_rule=uniform`), and after 160 SGD 
 synthetic images plus their PGD copies, with BatchNorm in train mode (lr 0.01) or frozen (lr 0.001).
 Quicker than a full `purify --plugin cc` run; the numbers in docs/compact.md come from it.
 
-    python benchmarks/cc_probe.py 100      # synthesis iterations per batch
+    python benchmarks/research/cc_probe.py 100      # synthesis iterations per batch
 """
 
 from __future__ import annotations
@@ -15,14 +15,19 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from compact_plugin.cleaning import decompose_and_clip
-from compact_plugin.ranks import choose_ranks
-from compact_plugin.synthesis import SynthesisSettings, adversarial_copies, predict, synthesize
-from plugins.attack_spec import parse_attack_spec, triggered_test_set
-from plugins.checkpoints import open_checkpoint
-from plugins.data.loading import open_data
-from plugins.data.tensors import random_crop_flip, to_tensor
-from plugins.plugin_types import RunContext
+from purify_backdoor.attack_spec import parse_attack_spec, triggered_test_set
+from purify_backdoor.checkpoints import open_checkpoint
+from purify_backdoor.compact.cleaning import decompose_and_clip
+from purify_backdoor.compact.ranks import choose_ranks
+from purify_backdoor.compact.synthesis import (
+    SynthesisSettings,
+    adversarial_copies,
+    predict,
+    synthesize,
+)
+from purify_backdoor.data.loading import open_data
+from purify_backdoor.data.tensors import random_crop_flip, to_tensor
+from purify_backdoor.plugin_types import RunContext
 
 torch.manual_seed(0)
 _, loaded = open_checkpoint("../shared/checkpoints/nad-wrn16-1-badnet.pth.tar")

@@ -5,7 +5,7 @@ the decomposition alone keeps; the last rows run the whole data-free defense. Cl
 ASR on all 10,000 JPEG test images. The synthetic images are made once and shared by every row
 (cached in --work). Writes docs/results/cc_bases.json.
 
-    python benchmarks/cc_bases.py --synthetic 512 --iterations 100 --epochs 10
+    python benchmarks/research/cc_bases.py --synthetic 512 --iterations 100 --epochs 10
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import torch
-from shared_badnet import ROOT, load, score
+from shared_badnet import ROOT, load, portable, score
 
-from compact_plugin.cleaning import CleanCompactSettings, clean_and_compact
-from plugins.plugin_types import RunContext
+from purify_backdoor.compact.cleaning import CleanCompactSettings, clean_and_compact
+from purify_backdoor.plugin_types import RunContext
 
 NO_CLIPPING = 1e6
 
@@ -60,7 +60,7 @@ def main() -> None:
         compact, _ = clean_and_compact(model, (32, 32), 10, settings, context)
         results[label] = score(compact, test, triggered) | {"time_s": time.perf_counter() - started}
         print(label, results[label], flush=True)
-    results["settings"] = vars(args) | {"work": str(args.work), "json": str(args.json)}
+    results["settings"] = vars(args) | {"work": portable(args.work), "json": portable(args.json)}
     print("| Tucker factors, clipping, fine-tuning | clean acc | ASR |\n|---|---|---|")
     for label, row in results.items():
         if label != "settings":

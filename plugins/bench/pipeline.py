@@ -1,0 +1,41 @@
+"""`purify bench` from grid file to result files: run what is unfinished, then tabulate and plot
+everything finished."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from purify_backdoor.bench.grid import load_grid
+from purify_backdoor.bench.plots import matplotlib_available, write_plots
+from purify_backdoor.bench.results import collect_rows, write_markdown, write_rows
+from purify_backdoor.bench.runner import Failure, run_grid
+from purify_backdoor.plugin_types import RunContext
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """What a bench run left: the rows, the files written (the Markdown table among them), the
+    jobs that failed, and whether plots were skipped for want of matplotlib."""
+
+    rows: list[dict]
+    written: list[Path]
+    table: Path
+    failures: list[Failure]
+    plotted: bool
+
+
+def run_bench(grid_file: Path, out: Path | None, device: str, context: RunContext) -> BenchRun:
+    """`purify bench`: run the grid's unfinished jobs, then write every result file from all the
+    finished ones (results.csv/json/md and, with matplotlib, PNG plots)."""
+    grid = load_grid(grid_file)
+    out = out or grid_file.with_suffix("")
+    out.mkdir(parents=True, exist_ok=True)
+    failures = run_grid(grid, out, device, context)
+    rows = collect_rows(grid, out)
+    table = write_markdown(grid, rows, out)
+    written = [*write_rows(rows, out), table]
+    plotted = matplotlib_available()
+    if plotted:
+        written += write_plots(grid, rows, out)
+    return BenchRun(rows, written, table, failures, plotted)
