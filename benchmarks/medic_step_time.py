@@ -20,8 +20,9 @@ from purify_backdoor.checkpoints import open_checkpoint
 from purify_backdoor.data.clean_subset import clean_subset
 from purify_backdoor.data.loading import open_data
 from purify_backdoor.data.tensors import shuffled_batches, to_tensor
-from purify_backdoor.medic.cloning import MedicSettings, augment_batch, clone_losses, fresh_clone
+from purify_backdoor.medic.cloning import MedicSettings, augment_batch, clone_losses
 from purify_backdoor.medic.layers import ActivationRecorder, cloned_layers
+from purify_backdoor.medic.reinit import fresh_clone
 from purify_backdoor.medic.statistics import teacher_statistics
 from purify_backdoor.report import package_versions
 from purify_backdoor.runtime import resolve_device, seed_everything

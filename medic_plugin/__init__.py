@@ -14,6 +14,7 @@ from purify_backdoor import (
     settings_from_options,
 )
 from purify_backdoor.medic.cloning import MedicSettings, clone_model
+from purify_backdoor.medic.layers import KINDS
 
 HELP = {
     "tau": "importance temperature; 0 = plain cloning",
@@ -28,7 +29,7 @@ HELP = {
     "(paper text); none: uniform weights",
     "holdout": "fraction of the clean data kept out of training to report accuracy",
 }
-CHOICES = {"hook_layers": ("conv", "bn", "conv+bn"), "importance": ("reference", "paper", "none")}
+CHOICES = {"hook_layers": KINDS, "importance": ("reference", "paper", "none")}
 
 
 def run(job: DefenseJob) -> nn.Module:

@@ -4,7 +4,6 @@ important neurons it copies and whose backdoor neurons it has no reason to learn
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -31,7 +30,13 @@ from purify_backdoor.medic.importance import (
     impact_criterion,
     uniform_importance,
 )
-from purify_backdoor.medic.layers import ActivationRecorder, cloned_layers
+from purify_backdoor.medic.layers import (
+    ActivationRecorder,
+    called_once,
+    channel_axis,
+    cloned_layers,
+)
+from purify_backdoor.medic.reinit import fresh_clone
 from purify_backdoor.medic.statistics import teacher_statistics
 
 
@@ -47,15 +52,6 @@ class MedicSettings:
     hook_layers: str = "conv+bn"
     importance: str = "reference"
     holdout: float = 0.0
-
-
-def fresh_clone(model: nn.Module) -> nn.Module:
-    """Same architecture, every parameter and running statistic re-initialised."""
-    clone = copy.deepcopy(model)
-    for module in clone.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-    return clone
 
 
 def teacher_weights(
@@ -130,17 +126,18 @@ def clone_model(job: DefenseJob, settings: MedicSettings) -> nn.Module:
     teacher.requires_grad_(False)
     generator = context.generator(offset=11)
     train, held_out = _split_holdout(job.clean, settings.holdout, generator)
-    clone = fresh_clone(teacher).to(device)
+    clone = fresh_clone(teacher, job.arch).to(device)
     clone.requires_grad_(True)
-    layers = cloned_layers(teacher, settings.hook_layers)
-    if not layers:
-        raise PurifyError(f"the model has no {settings.hook_layers} layers for MEDIC to clone")
-    teacher_hooks = ActivationRecorder([module for _, module in layers])
-    clone_modules = dict(clone.named_modules())
-    clone_hooks = ActivationRecorder([clone_modules[name] for name, _ in layers])
     images = to_tensor(train.images)
     labels = torch.from_numpy(train.labels)
     example = images[: settings.batch_size].to(device)
+    layers = called_once(teacher, cloned_layers(teacher, settings.hook_layers), example)
+    if not layers:
+        raise PurifyError(f"the model has no {settings.hook_layers} layers for MEDIC to clone")
+    axes = [channel_axis(module) for _, module in layers]
+    teacher_hooks = ActivationRecorder([module for _, module in layers])
+    clone_modules = dict(clone.named_modules())
+    clone_hooks = ActivationRecorder([clone_modules[name] for name, _ in layers])
     teacher_hooks.calibrate(teacher, example)
     clone_hooks.calibrate(clone, example)
     optimizer = torch.optim.Adam(
@@ -158,7 +155,7 @@ def clone_model(job: DefenseJob, settings: MedicSettings) -> nn.Module:
             augment_batch(images[index], generator, settings.rotation).to(device)
             for index in shuffled_batches(len(train), settings.batch_size, generator)
         )
-        stats = teacher_statistics(teacher, teacher_hooks, batches)
+        stats = teacher_statistics(teacher, teacher_hooks, batches, axes)
 
     steps = math.ceil(len(train) / settings.batch_size)
     bar = context.progress(total=(settings.epochs - start) * steps, desc="medic", unit="step")

@@ -3,7 +3,14 @@ torch model works without being rewritten.
 
 Following the reference's `--hook-plane conv+bn`: the outputs of convolution and normalization
 layers, except the residual shortcut (`convShortcut`, `shortcut`, `downsample`) and the final
-normalization that feeds the classifier. On WRN-16-1 that is 25 tensors."""
+normalization that feeds the classifier. On WRN-16-1 that is 25 tensors. `conv+bn+fc` adds the
+fully-connected layers, the classifier included, as appendix B's "all the convolution,
+normalization, and fully-connected layers" reads.
+
+A neuron is one element of a layer's output (footnote 2). Its channel, over which mu and sigma
+are pooled, is axis 1 for channels-first layers (convolutions, BatchNorm, GroupNorm,
+InstanceNorm, ConvNeXt's LayerNorm2d: (N, C, H, W)) and the last axis for layers that act on
+features (Linear, LayerNorm: (N, features) or a ViT's (N, tokens, features))."""
 
 from __future__ import annotations
 
@@ -12,10 +19,20 @@ from torch import nn
 
 SHORTCUT_NAMES = {"convShortcut", "shortcut", "downsample"}
 NORM_TYPES = (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
+KINDS = ("conv", "bn", "conv+bn", "conv+bn+fc")
+
+
+def channel_axis(module: nn.Module) -> int:
+    """The output axis that indexes a neuron's channel (see the module docstring)."""
+    from torchvision.models.convnext import LayerNorm2d
+
+    if isinstance(module, LayerNorm2d):
+        return 1
+    return -1 if isinstance(module, nn.Linear | nn.LayerNorm) else 1
 
 
 def cloned_layers(model: nn.Module, kinds: str = "conv+bn") -> list[tuple[str, nn.Module]]:
-    """(name, module) pairs in forward-registration order; `kinds` is conv, bn or conv+bn."""
+    """(name, module) pairs in forward-registration order; `kinds` is one of KINDS."""
     wanted = set(kinds.split("+"))
     named = [
         (name, module)
@@ -32,7 +49,37 @@ def cloned_layers(model: nn.Module, kinds: str = "conv+bn") -> list[tuple[str, n
             final_norm = "." not in name and index > last_conv
             if not final_norm:
                 chosen.append((name, module))
+        elif isinstance(module, nn.Linear) and "fc" in wanted:
+            chosen.append((name, module))
     return chosen
+
+
+@torch.no_grad()
+def called_once(
+    model: nn.Module, layers: list[tuple[str, nn.Module]], example: torch.Tensor
+) -> list[tuple[str, nn.Module]]:
+    """The layers whose forward runs exactly once per model forward and returns one tensor, in
+    the order they run. Others cannot be cloned by position: a Linear that its parent never
+    calls (`MultiheadAttention.out_proj`), a block applied twice, a layer returning a tuple."""
+    calls: dict[int, list[object]] = {id(module): [] for _, module in layers}
+    order: list[int] = []
+
+    def count(module: nn.Module, inputs: tuple, output: object) -> None:
+        calls[id(module)].append(output)
+        order.append(id(module))
+
+    handles = [module.register_forward_hook(count) for _, module in layers]
+    try:
+        model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    by_id = {id(module): (name, module) for name, module in layers}
+    return [
+        by_id[key]
+        for key in order
+        if len(calls[key]) == 1 and isinstance(calls[key][0], torch.Tensor)
+    ]
 
 
 class ActivationRecorder:

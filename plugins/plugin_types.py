@@ -62,6 +62,7 @@ class DefenseJob:
     context: RunContext
     details: dict[str, Any] = field(default_factory=dict)
     input_size: tuple[int, int] = (32, 32)  # what data-free defenses synthesise
+    arch: str | None = None  # the registry architecture the adapter loaded, when it names one
     # suffix -> write(loaded input, path): extra files or folders the host writes atomically
     # beside the output (see Defense.extra_outputs), e.g. a second model format or trigger images.
     extra_outputs: dict[str, Callable[[LoadedModel, Path], None]] = field(default_factory=dict)

@@ -127,6 +127,7 @@ def purify_checkpoint(
         options=options,
         context=context,
         input_size=loaded.convention.size,
+        arch=loaded.arch,
     )
     defense_started = time.perf_counter()
     purified = defense.run(job).eval()

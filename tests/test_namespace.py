@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -119,9 +120,12 @@ def test_only_the_new_name_imports_outside_the_checkout(tmp_path):
 
 
 def test_the_wheel_installs_one_top_level_package(tmp_path):
+    source = tmp_path / "source"  # setuptools builds in the source tree: keep the checkout clean
+    junk = (".git", "build", "out", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis")
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*junk))
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path),
-         str(ROOT)],
+         str(source)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr

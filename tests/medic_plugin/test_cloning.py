@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+import torchvision
 
 from purify_backdoor.data.synthetic import synthetic_images
 from purify_backdoor.medic import run
-from purify_backdoor.medic.cloning import MedicSettings, fresh_clone
+from purify_backdoor.medic.cloning import MedicSettings
 from purify_backdoor.plugin_types import DefenseJob, RunContext
 from tests.conftest import tiny_wideresnet
 
@@ -15,14 +16,6 @@ CLEAN = synthetic_images(64, 16, seed=0)
 def job(context, **options):
     settings = vars(MedicSettings(epochs=2, batch_size=32)) | options
     return DefenseJob(tiny_wideresnet(), CLEAN, 10, settings, context)
-
-
-def test_fresh_clone_shares_no_weights():
-    teacher = tiny_wideresnet()
-    clone = fresh_clone(teacher)
-    assert clone.state_dict().keys() == teacher.state_dict().keys()
-    assert not torch.equal(clone.conv1.weight, teacher.conv1.weight)
-    assert clone.conv1.weight.data_ptr() != teacher.conv1.weight.data_ptr()
 
 
 @pytest.mark.parametrize("importance", ["reference", "paper", "none"])
@@ -73,3 +66,29 @@ def test_resume_reaches_the_uninterrupted_result(tmp_path):
     resumed = run(job(resumed_context))
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def tiny_vit():
+    return torchvision.models.VisionTransformer(16, 4, 2, 2, 16, 32, num_classes=10).eval()
+
+
+def tiny_convnext():
+    config = torchvision.models.convnext.CNBlockConfig
+    return torchvision.models.ConvNeXt([config(8, 16, 1), config(16, None, 1)], num_classes=10)
+
+
+@pytest.mark.parametrize("hook_layers", ["conv+bn", "conv+bn+fc"])
+@pytest.mark.parametrize("build", [tiny_vit, tiny_convnext])
+def test_vit_and_convnext_clone_end_to_end(build, hook_layers):
+    torch.manual_seed(0)
+    context = RunContext(torch.device("cpu"), seed=0, quiet=True)
+    settings = vars(MedicSettings(epochs=1, batch_size=32, hook_layers=hook_layers))
+    medic_job = DefenseJob(build().eval(), CLEAN, 10, settings, context)
+    clone = run(medic_job)
+    assert clone(torch.rand(2, 3, 16, 16)).shape == (2, 10)
+    hooked = medic_job.details["medic"]["hooked_layers"]
+    history = medic_job.details["medic"]["history"]
+    assert history[0]["clone_loss"] > 0 and torch.isfinite(torch.tensor(history[0]["ce"]))
+    linears = [name for name in hooked if "mlp" in name or "head" in name or "block.3" in name]
+    assert bool(linears) == (hook_layers == "conv+bn+fc")
+    assert not any(name.endswith("out_proj") for name in hooked)  # never called by its parent

@@ -62,12 +62,38 @@ def test_misspelled_hook_fails_check_pending():
         manager.check_pending()
 
 
-def test_option_names_that_shadow_host_flags_are_refused():
+@pytest.mark.parametrize("name", ["seed", "save_format", "n_clean", "trust_checkpoint", "option"])
+def test_option_names_that_shadow_host_flags_are_refused(name):
     manager = new_manager()
-    bad = Defense("shadow", "d", _noop, options=(Option("seed", int, 0, "mine"),))
+    bad = Defense("shadow", "d", _noop, options=(Option(name, int, 0, "mine"),))
     manager.register(_defense_plugin("shadow_pkg", bad))
-    with pytest.raises(PurifyError, match="option\\(s\\) seed that the host already provides"):
+    with pytest.raises(PurifyError, match=f"option\\(s\\) {name} that the host already provides"):
         collect("defense", manager)
+
+
+def test_reserved_names_are_read_off_the_command_that_takes_the_options():
+    from purify_backdoor.cli import cli, host_option_names
+
+    run_flags = {
+        flag[2:].replace("-", "_")
+        for param in cli.commands["run"].params
+        for flag in param.opts
+        if flag.startswith("--")
+    }
+    assert run_flags <= host_option_names("defense")
+    # the attack command's training flags bind attack options, not defense options
+    assert {"epochs", "lr", "poison_ratio"} <= host_option_names("attack")
+    assert not {"epochs", "lr", "test_data"} & host_option_names("defense")
+    assert host_option_names("evaluator") == frozenset()
+
+
+def test_one_lookup_names_what_is_installed():
+    from purify_backdoor.manager import registered
+
+    entry = registered("defense", "finetune")
+    assert entry.item.name == "finetune" and entry.package == "purify-backdoor"
+    with pytest.raises(PurifyError, match="unknown defense 'nope'; installed: .*finetune"):
+        registered("defense", "nope")
 
 
 def test_lookup_of_unknown_name_lists_installed():

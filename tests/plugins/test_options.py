@@ -1,7 +1,15 @@
+import dataclasses
+
 import pytest
 
 from purify_backdoor.errors import PurifyError
-from purify_backdoor.options import Option, parse_assignments, resolve_options
+from purify_backdoor.options import (
+    Option,
+    options_from_settings,
+    parse_assignments,
+    resolve_options,
+    settings_from_options,
+)
 
 DECLARED = (
     Option("tau", float, 5.0, "temperature"),
@@ -51,3 +59,29 @@ def test_option_declarations_are_checked():
         Option("x", list, [], "lists are not supported")
     with pytest.raises(ValueError):
         Option("not-an-identifier", int, 1, "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    steps: int = 100
+    mode: str = "a"
+    staircase: tuple[float, ...] = (0.5, 0.9)
+    internal: float = 1e-3
+
+
+def test_options_from_a_settings_dataclass_and_back():
+    options = options_from_settings(
+        Settings,
+        {"steps": "how many", "mode": "which", "staircase": "thresholds"},
+        names={"steps": "generator_steps"},
+        choices={"mode": ("a", "b")},
+    )
+    assert [(o.name, o.type, o.default) for o in options] == [
+        ("generator_steps", int, 100), ("mode", str, "a"), ("staircase", str, "0.5,0.9")
+    ]  # fmt: skip
+    assert options[1].choices == ("a", "b")
+    resolved = resolve_options(options, {"generator_steps": "7"}, "test")
+    settings = settings_from_options(
+        Settings, resolved, names={"steps": "generator_steps"}, staircase=(0.1,)
+    )
+    assert settings == Settings(steps=7, mode="a", staircase=(0.1,), internal=1e-3)
