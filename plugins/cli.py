@@ -266,14 +266,22 @@ def cli() -> None:
 )
 @click.option("--resume", is_flag=True, help="continue an interrupted run from its last epoch")
 @click.option("--overwrite", is_flag=True, help="replace an existing output file")
+@click.option(
+    "--write-unchanged",
+    is_flag=True,
+    help="write the output even when the defense found nothing to remove (exit status 3 still)",
+)
 @common_options
 @click.pass_context
 def run(
     ctx: click.Context, model: Path, plugin: str, option_pairs: tuple[str, ...], **kwargs: Any
-) -> None:
-    """Purify MODEL with a defense plugin and write the result in the same format."""
+) -> int:
+    """Purify MODEL with a defense plugin and write the result in the same format.
+
+    Exit status: 0 purified, 2 bad input or failure, 3 the defense found nothing to remove and
+    left the model unchanged (no output is written unless --write-unchanged)."""
     from purify_backdoor.evaluation import metrics_table
-    from purify_backdoor.purification import PurifyRequest, purify_checkpoint
+    from purify_backdoor.purification import UNCHANGED_EXIT, PurifyRequest, purify_checkpoint
     from purify_backdoor.report import report_path_for
 
     settings = _plugin_settings(ctx, kwargs, option_pairs)
@@ -293,6 +301,7 @@ def run(
         overwrite=kwargs["overwrite"],
         trust_checkpoint=kwargs["trust_checkpoint"],
         save_format=kwargs["save_format"],
+        write_unchanged=kwargs["write_unchanged"],
     )
     report = purify_checkpoint(request, context, ctx.meta["plugin_entry"])
     if report["metrics"]:
@@ -301,7 +310,17 @@ def run(
         if "der" in report["metrics"]:
             click.echo(f"DER: {100 * report['metrics']['der']:.2f}%")
     out = Path(report["output"]["path"])
-    click.echo(f"purified model: {out}\nreport: {report_path_for(out)}")
+    if report["status"] == "purified":
+        click.echo(f"purified model: {out}\nreport: {report_path_for(out)}")
+        return 0
+    kept = f"written anyway to {out}" if report["output"]["written"] else "no file was written"
+    click.echo(
+        f"purify: {plugin}: {report['status']} ({report['status_reason']}); the model is "
+        f"unchanged and {kept} (--write-unchanged writes it)",
+        err=True,
+    )
+    click.echo(f"report: {report_path_for(out)}")
+    return UNCHANGED_EXIT
 
 
 @cli.command(name="plugins")

@@ -66,6 +66,16 @@ class DefenseJob:
     # suffix -> write(loaded input, path): extra files or folders the host writes atomically
     # beside the output (see Defense.extra_outputs), e.g. a second model format or trigger images.
     extra_outputs: dict[str, Callable[[LoadedModel, Path], None]] = field(default_factory=dict)
+    # (status, reason) once the defense has said it leaves the model as it is; see leave_unchanged.
+    unchanged: tuple[str, str] | None = None
+
+    def leave_unchanged(self, status: str, reason: str) -> None:
+        """Say the defense ends without changing the model (found no trigger, nothing crossed its
+        pruning threshold), and return the model as it came. The host then writes no purified
+        file (unless --write-unchanged), marks the report with `status` (e.g. "no trigger
+        found") and `reason`, says so on stderr even under --quiet, and exits with status 3, so
+        a script never takes an untouched model for a purified one."""
+        self.unchanged = (status, reason)
 
 
 @dataclass(frozen=True)

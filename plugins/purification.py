@@ -39,6 +39,10 @@ from purify_backdoor.plugin_types import DefenseJob, RunContext
 from purify_backdoor.report import build_report, report_path_for
 from purify_backdoor.training import predict_logits, remove_workdir, workdir_for
 
+# The exit status of `purify run` when the defense left the model as it was (no trigger found,
+# nothing pruned): neither success (0) nor an error (2), so scripts and `purify zoo` can tell.
+UNCHANGED_EXIT = 3
+
 
 @dataclass(frozen=True)
 class PurifyRequest:
@@ -55,13 +59,16 @@ class PurifyRequest:
     overwrite: bool = False
     trust_checkpoint: bool = False
     save_format: str = "native"
+    write_unchanged: bool = False  # write the output even when the defense left the model as is
 
 
 def purify_checkpoint(
     request: PurifyRequest, context: RunContext, entry: Registered | None = None
 ) -> dict[str, Any]:
-    """Run one defense on one checkpoint; returns the report (also written beside the output).
-    `entry` is `request.plugin` already resolved (the CLI resolves it once, to build its flags)."""
+    """Run one defense on one checkpoint; returns the report, written beside the output (where
+    the output would be, when the defense left the model unchanged and nothing else was
+    written: the report's `status` then says why; see `DefenseJob.leave_unchanged`). `entry` is
+    `request.plugin` already resolved (the CLI resolves it once, to build its flags)."""
     started = time.perf_counter()
     entry = entry or registered("defense", request.plugin)
     defense = entry.item
@@ -132,36 +139,48 @@ def purify_checkpoint(
     defense_started = time.perf_counter()
     purified = defense.run(job).eval()
     defense_time = time.perf_counter() - defense_started
-    probe = clean.images[:32] if clean is not None else test.images[:32] if test else None
-    check_finite_model(purified, defense.name, probe, context.device)
+    status, reason = job.unchanged or ("purified", None)
+    if job.unchanged:
+        check_unchanged(original, purified, defense.name)
+    else:
+        probe = clean.images[:32] if clean is not None else test.images[:32] if test else None
+        check_finite_model(purified, defense.name, probe, context.device)
 
     metrics = None
     if test is not None:
-        after = evaluate_model(
-            purified,
-            test,
-            attack,
-            context,
-            reference=original,
-            triggered=triggered,
-            reference_logits=reference_logits,
-        )
+        after = dict(before)  # an unchanged model scores as the input did
+        if not job.unchanged:
+            after = evaluate_model(
+                purified,
+                test,
+                attack,
+                context,
+                reference=original,
+                triggered=triggered,
+                reference_logits=reference_logits,
+            )
         metrics = {"before": before, "after": after}
         if "asr" in before:
             metrics["der"] = defense_effectiveness_rating(before, after)
 
-    save_checkpoint(writer, loaded, purified, out)
+    written = not job.unchanged or request.write_unchanged
+    output: dict[str, Any] = {"path": str(out), "format": writer.name, "written": written}
     extra = []
-    for suffix, write in job.extra_outputs.items():
-        path = extra_paths[suffix]
-        atomic_write(path, lambda tmp, write=write: write(loaded, tmp))
-        extra.append({"path": str(path)} | _file_record(path))
+    if written:
+        save_checkpoint(writer, loaded, purified, out)
+        output |= _file_record(out)
+        for suffix, write in job.extra_outputs.items():
+            path = extra_paths[suffix]
+            atomic_write(path, lambda tmp, write=write: write(loaded, tmp))
+            extra.append({"path": str(path)} | _file_record(path))
     report = build_report(
         input={"path": str(request.model_path)}
         | input_record
         | {"format": adapter.name, "arch": loaded.arch},
-        output={"path": str(out), "format": writer.name} | _file_record(out),
+        output=output,
         extra_outputs=extra,
+        status=status,
+        status_reason=reason,
         plugin={
             "name": defense.name,
             "package": entry.package,
@@ -185,6 +204,22 @@ def purify_checkpoint(
     write_json_atomic(report_out, report)
     remove_workdir(context.workdir)
     return report
+
+
+def check_unchanged(original: nn.Module, returned: nn.Module, defense: str) -> None:
+    """A defense that says it left the model as it is must have: otherwise the report would call
+    a changed model the input."""
+    kept, given = original.state_dict(), returned.state_dict()
+    changed = [
+        key
+        for key, value in given.items()
+        if key not in kept or not torch.equal(value.cpu(), kept[key].cpu())
+    ]
+    if changed or kept.keys() != given.keys():
+        raise PurifyError(
+            f"defense '{defense}' said it left the model unchanged but changed "
+            f"{changed[0] if changed else 'its layers'}; report this to the plugin's authors"
+        )
 
 
 def check_finite_model(

@@ -18,7 +18,7 @@ from purify_backdoor.report import report_path_for
 COLUMNS = (
     "model", "defense", "plugin", "seed", "clean_acc_before", "asr_before", "clean_acc", "asr",
     "robust_acc", "der", "functionality_l2", "agreement", "parameters", "defense_time_s",
-    "wall_time_s", "peak_rss_mib",
+    "wall_time_s", "peak_rss_mib", "status",
 )  # fmt: skip
 
 
@@ -48,6 +48,7 @@ def collect_rows(grid: Grid, out: Path) -> list[dict[str, Any]]:
                 "defense_time_s": report.get("defense_time_s"),
                 "wall_time_s": report.get("wall_time_s"),
                 "peak_rss_mib": report.get("peak_rss_mib"),
+                "status": report.get("status", "purified"),
             }
         )
     return rows

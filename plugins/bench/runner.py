@@ -12,6 +12,7 @@ from pathlib import Path
 
 from purify_backdoor.bench.grid import DefenseSpec, Grid, ModelSpec
 from purify_backdoor.plugin_types import RunContext
+from purify_backdoor.purification import UNCHANGED_EXIT
 from purify_backdoor.report import report_path_for
 from purify_backdoor.training import workdir_for
 
@@ -124,7 +125,7 @@ def _run_logged(arguments: list[str], log: Path) -> str | None:
             stdout=handle,
             stderr=subprocess.STDOUT,
         ).returncode
-    if code == 0:
+    if code in (0, UNCHANGED_EXIT):  # an unchanged model is a result: its report says so
         return None
     if code in (130, -2):
         raise KeyboardInterrupt

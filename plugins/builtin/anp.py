@@ -160,6 +160,10 @@ def run(job: DefenseJob) -> nn.Module:
         "mask_quantiles": {str(q): float(values.quantile(q)) for q in (0.01, 0.05, 0.25, 0.5)},
         "pruned": {name: index for name, index in pruned.items() if index},
     }
+    if job.details["anp"]["pruned_neurons"] == 0:
+        job.leave_unchanged(
+            "nothing pruned", f"no neuron's mask ended at or below {options['threshold']}"
+        )
     return model
 
 

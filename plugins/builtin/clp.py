@@ -68,6 +68,11 @@ def clp_prune(model: nn.Module, u: float) -> dict[str, object]:
 def run(job: DefenseJob) -> nn.Module:
     model = copy.deepcopy(job.model).cpu().eval()
     job.details["clp"] = clp_prune(model, job.options["u"])
+    if job.details["clp"]["pruned_channels"] == 0:
+        job.leave_unchanged(
+            "nothing pruned",
+            f"no channel's Lipschitz upper bound exceeds its layer's mean + {job.options['u']} std",
+        )
     return model.to(job.context.device)
 
 
