@@ -22,13 +22,13 @@ from purify_backdoor import (
     settings_from_options,
     to_tensor,
 )
-from purify_backdoor.unlearn.generator import TriggerGenerator
+from purify_backdoor.unlearn.generator import FORMS, TriggerGenerator
 from purify_backdoor.unlearn.recovery import RecoverySettings, recover_triggers, sample_triggers
 from purify_backdoor.unlearn.unlearning import UnlearnSettings, unlearn
 
 TRIGGERS = ".triggers"
 RECOVERY_HELP = {
-    "trigger": "trigger form",
+    "trigger": "trigger form: both (recover a patch and a full-image pattern, keep the better)",
     "patch_size": "side of a patch trigger",
     "additive_eps": "L-inf bound of an additive trigger, 1/255",
     "staircase": "rising hinge thresholds beta, one generator each",
@@ -36,9 +36,10 @@ RECOVERY_HELP = {
     "hidden": "width of the generator and MINE networks",
     "steps": "training steps per generator",
     "tau": "keep labels whose triggers reach this success rate",
+    "anomaly": "also keep labels whose success has this MAD anomaly index (0: tau only)",
 }
 RECOVERY_NAMES = {"steps": "generator_steps"}
-TRIGGER_FORMS = {"trigger": ("patch", "additive")}
+TRIGGER_FORMS = {"trigger": ("both", *FORMS)}
 UNLEARN_HELP = {
     "alpha": "weight of the gradient-ascent unlearning term",
     "beta": "weight of the Fisher-weighted drift penalty",
@@ -72,6 +73,10 @@ def staircase(text: str) -> tuple[float, ...]:
     return steps
 
 
+def trigger_image(label: int, index: int, net: TriggerGenerator) -> str:
+    return f"label{label}-{net.form}-{index}.png"
+
+
 def trigger_writer(pool: dict[int, list[TriggerGenerator]], device: torch.device):
     """A folder of PNGs, one per recovered generator: 8 sampled triggers, enlarged to 32 px."""
 
@@ -79,10 +84,10 @@ def trigger_writer(pool: dict[int, list[TriggerGenerator]], device: torch.device
         folder.mkdir()
         generator = torch.Generator().manual_seed(0)
         for label, nets in pool.items():
-            for step, net in enumerate(nets):
+            for index, net in enumerate(nets):
                 triggers = sample_triggers(net, 8, generator, device).cpu()
                 triggers = F.interpolate(triggers, size=32, mode="nearest")
-                save_image(triggers, folder / f"label{label}-step{step}.png", nrow=8, padding=2)
+                save_image(triggers, folder / trigger_image(label, index, net), nrow=8, padding=2)
 
     return write
 
@@ -104,22 +109,28 @@ def run(job: DefenseJob) -> nn.Module:
     held_out = (images[held], labels[held])
     candidates = candidate_labels(options["labels"], job.num_classes)
     model = job.model.eval()
-    pool, success = recover_triggers(
-        model, images[train], held_out, candidates, recovery, job.context
-    )
-    details = {"trigger_success": success, "trigger_labels": sorted(pool)}
-    job.details["baeraser"] = details
+    pool, scan = recover_triggers(model, images[train], held_out, candidates, recovery, job.context)
+    job.details["baeraser"] = scan
     if not pool:
-        job.context.log("baeraser: no label yielded triggers above tau; the model is unchanged")
+        label, row = max(scan["labels"].items(), key=lambda item: item[1]["anomaly_index"])
+        rate = row["success"][row["form"]][f"beta={recovery.staircase[0]}"]
+        job.leave_unchanged(
+            "no trigger found",
+            f"no label's recovered trigger reached success {recovery.tau} or anomaly index "
+            f"{recovery.anomaly} (most suspect: label {label}, {row['form']} trigger, success "
+            f"{rate:.1%}, index {row['anomaly_index']:.2f})",
+        )
         return model
     job.extra_outputs[TRIGGERS] = trigger_writer(pool, job.context.device)
-    details["trigger_images"] = [
-        f"label{label}-step{step}.png" for label, nets in pool.items() for step in range(len(nets))
+    scan["trigger_images"] = [
+        trigger_image(label, index, net)
+        for label, nets in pool.items()
+        for index, net in enumerate(nets)
     ]
     purified, history = unlearn(
         model, pool, (images[train], labels[train]), held_out, recovery, settings, job.context
     )
-    details["unlearning"] = history
+    scan["unlearning"] = history
     return purified
 
 

@@ -10,12 +10,18 @@ import torch
 from torch import nn
 
 NOISE_SIZE = 64
+FORMS = ("patch", "additive")
 
 
 class TriggerGenerator(nn.Module):
-    def __init__(self, trigger_shape: tuple[int, int, int], hidden: int) -> None:
+    """`form` says how its triggers are stamped (see `apply_trigger`)."""
+
+    def __init__(
+        self, trigger_shape: tuple[int, int, int], hidden: int, form: str = "patch"
+    ) -> None:
         super().__init__()
         self.trigger_shape = trigger_shape
+        self.form = form
         chunk = NOISE_SIZE // 4
         out_size = trigger_shape[0] * trigger_shape[1] * trigger_shape[2]
 

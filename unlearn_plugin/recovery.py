@@ -7,8 +7,13 @@ triggers diverse. The staircase trains one generator per rising beta.
 
 The authors' code trains only the known target label with beta = 0.5; the defender here knows
 neither trigger nor target, so every candidate label is first scanned with the staircase's first
-beta, and labels whose triggers reach `tau` success on held-out clean images (MESA's trigger-pool
-rule) get the remaining steps of the staircase."""
+beta, in each trigger form (a position-free patch, and a bounded full-image additive pattern for
+SIG-, blend- and filter-like triggers), and keeps its better form. A label enters the trigger pool
+when that success on held-out clean images reaches `tau` (MESA's pool rule) or stands out among
+the labels: its median-absolute-deviation anomaly index, as Neural Cleanse (Wang et al., S&P
+2019, sec. IV-C) applies it to trigger norms, reaches `anomaly`. The same test is applied to the
+generator of every later staircase step: one that fails it is dropped (Algorithm 1 drops every
+recovered trigger below tau)."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from torch import nn
 
 from purify_backdoor import RunContext, batch_slices, cached, frozen
 from purify_backdoor.unlearn.generator import (
+    FORMS,
     NOISE_SIZE,
     TriggerGenerator,
     apply_trigger,
@@ -26,10 +32,13 @@ from purify_backdoor.unlearn.generator import (
 )
 from purify_backdoor.unlearn.mine import MineTrainer, StatisticsNetwork, mutual_information_bound
 
+MAD_FLOOR = 0.01  # one point of success: below it, a flat profile would make noise an outlier
+MAD_SCALE = 1.4826  # MAD to standard deviation under normality (Neural Cleanse's constant)
+
 
 @dataclass(frozen=True)
 class RecoverySettings:
-    trigger: str = "patch"
+    trigger: str = "both"
     patch_size: int = 3
     additive_eps: float = 16.0
     staircase: tuple[float, ...] = (0.5, 0.8, 0.9)
@@ -40,11 +49,40 @@ class RecoverySettings:
     batch_size: int = 128
     lr: float = 2e-4
     tau: float = 0.8
+    anomaly: float = 2.0
 
-    def trigger_shape(self, size: tuple[int, int]) -> tuple[int, int, int]:
-        if self.trigger == "patch":
+    @property
+    def forms(self) -> tuple[str, ...]:
+        return FORMS if self.trigger == "both" else (self.trigger,)
+
+    def trigger_shape(self, form: str, size: tuple[int, int]) -> tuple[int, int, int]:
+        if form == "patch":
             return (3, self.patch_size, self.patch_size)
         return (3, *size)
+
+
+@dataclass(frozen=True)
+class PoolRule:
+    """Who enters the trigger pool, from every scanned label's success: at least `tau`, or an
+    anomaly index (success - median) / (1.4826 * MAD) of at least `anomaly` (one-sided: only a
+    label its triggers reach unusually often is suspect; `anomaly` <= 0 turns it off)."""
+
+    tau: float
+    anomaly: float
+    median: float
+    mad: float
+
+    @classmethod
+    def from_success(cls, success: list[float], tau: float, anomaly: float) -> PoolRule:
+        values = torch.tensor(success, dtype=torch.float64)
+        median = float(values.quantile(0.5))
+        return cls(tau, anomaly, median, float((values - median).abs().quantile(0.5)))
+
+    def index(self, rate: float) -> float:
+        return (rate - self.median) / (MAD_SCALE * max(self.mad, MAD_FLOOR))
+
+    def passes(self, rate: float) -> bool:
+        return rate >= self.tau or (self.anomaly > 0 and self.index(rate) >= self.anomaly)
 
 
 def staircase_hinge(probabilities: torch.Tensor, beta: float) -> torch.Tensor:
@@ -53,13 +91,13 @@ def staircase_hinge(probabilities: torch.Tensor, beta: float) -> torch.Tensor:
 
 
 def train_generator(
-    model: nn.Module, images: torch.Tensor, label: int, beta: float, settings: RecoverySettings,
-    context: RunContext, offset: int,
+    model: nn.Module, images: torch.Tensor, label: int, beta: float, form: str,
+    settings: RecoverySettings, context: RunContext, offset: int,
 ) -> TriggerGenerator:  # fmt: skip
     device = context.device
     generator = context.generator(offset=offset)
-    shape = settings.trigger_shape(tuple(images.shape[2:]))
-    trigger_net = TriggerGenerator(shape, settings.hidden).to(device)
+    shape = settings.trigger_shape(form, tuple(images.shape[2:]))
+    trigger_net = TriggerGenerator(shape, settings.hidden, form).to(device)
     statistics = StatisticsNetwork(NOISE_SIZE, trigger_net.out.out_features, settings.hidden)
     mine = MineTrainer(statistics.to(device), settings.lr)
     optimizer = torch.optim.Adam(trigger_net.parameters(), lr=settings.lr, betas=(0.5, 0.999))
@@ -72,7 +110,7 @@ def train_generator(
             triggers = trigger_net(noise)
             jitter = torch.randn(triggers.shape, generator=generator).to(device)
             noisy = (triggers + settings.noise_std * jitter).clamp(0, 1)
-            stamped = apply_trigger(batch, noisy, settings.trigger, eps, generator)
+            stamped = apply_trigger(batch, noisy, form, eps, generator)
             probability = model(stamped).softmax(1)[:, label]
             marginal = sample_noise(len(batch), generator, device)
             entropy = mutual_information_bound(statistics, noise, triggers, marginal)
@@ -110,7 +148,7 @@ def trigger_success(
         batch = images[part].to(context.device)
         triggers = sample_triggers(trigger_net, len(batch), generator, context.device)
         stamped = apply_trigger(
-            batch, triggers, settings.trigger, settings.additive_eps / 255, generator
+            batch, triggers, trigger_net.form, settings.additive_eps / 255, generator
         )
         hits += int((model(stamped).argmax(1) == label).sum())
     return hits / len(images)
@@ -118,19 +156,21 @@ def trigger_success(
 
 def trained_generator(
     model: nn.Module, images: torch.Tensor, held_out: tuple[torch.Tensor, torch.Tensor],
-    label: int, step: int, settings: RecoverySettings, context: RunContext,
+    label: int, step: int, form: str, settings: RecoverySettings, context: RunContext,
 ) -> tuple[TriggerGenerator, float]:  # fmt: skip
-    """The generator of one label and staircase step with its held-out success, kept in the work
-    folder so `--resume` skips the generators already trained."""
+    """The generator of one label, form and staircase step with its held-out success, kept in the
+    work folder so `--resume` skips the generators already trained."""
 
     def train() -> dict:
         beta = settings.staircase[step]
-        net = train_generator(model, images, label, beta, settings, context, 1000 * step + label)
+        offset = 1000 * step + 100 * FORMS.index(form) + label
+        net = train_generator(model, images, label, beta, form, settings, context, offset)
         rate = trigger_success(model, net, *held_out, label, settings, context)
         return {"state": net.state_dict(), "success": rate}
 
-    result = cached(context, f"baeraser-label{label}-step{step}", train)
-    net = TriggerGenerator(settings.trigger_shape(tuple(images.shape[2:])), settings.hidden)
+    result = cached(context, f"baeraser-{form}-label{label}-step{step}", train)
+    shape = settings.trigger_shape(form, tuple(images.shape[2:]))
+    net = TriggerGenerator(shape, settings.hidden, form)
     net.load_state_dict(result["state"])
     return net.to(context.device).eval(), result["success"]
 
@@ -138,23 +178,49 @@ def trained_generator(
 def recover_triggers(
     model: nn.Module, images: torch.Tensor, held_out: tuple[torch.Tensor, torch.Tensor],
     candidates: list[int], settings: RecoverySettings, context: RunContext,
-) -> tuple[dict[int, list[TriggerGenerator]], dict[str, dict[str, float]]]:  # fmt: skip
-    """The trigger pool (label -> its generators, one per staircase step) and every generator's
-    success rate on the held-out images, per label."""
+) -> tuple[dict[int, list[TriggerGenerator]], dict]:  # fmt: skip
+    """The trigger pool (label -> its kept generators, one per staircase step that passed) and
+    what the scan saw: per label its better form, every generator's success, its anomaly index
+    and whether it was kept; the pool rule's median and MAD; the kept labels."""
     model.eval()
-    pool, success = {}, {}
-    bar = context.progress(total=len(candidates), desc="baeraser scan", unit="label")
+    first_step: dict[int, dict[str, tuple[TriggerGenerator, float]]] = {}
+    bar = context.progress(
+        total=len(candidates) * len(settings.forms), desc="baeraser scan", unit="generator"
+    )
     for label in candidates:
-        first, rate = trained_generator(model, images, held_out, label, 0, settings, context)
-        success[str(label)] = {f"beta={settings.staircase[0]}": rate}
-        if rate >= settings.tau:
-            pool[label] = [first]
-            for step, beta in enumerate(settings.staircase[1:], start=1):
-                net, rate = trained_generator(
-                    model, images, held_out, label, step, settings, context
-                )
-                pool[label].append(net)
-                success[str(label)][f"beta={beta}"] = rate
-        bar.update()
+        first_step[label] = {}
+        for form in settings.forms:
+            first_step[label][form] = trained_generator(
+                model, images, held_out, label, 0, form, settings, context
+            )
+            bar.update()
     bar.close()
-    return pool, success
+    best = {label: max(forms, key=lambda f: forms[f][1]) for label, forms in first_step.items()}
+    rates = [first_step[label][form][1] for label, form in best.items()]
+    rule = PoolRule.from_success(rates, settings.tau, settings.anomaly)
+    beta = [f"beta={b}" for b in settings.staircase]
+    pool, labels = {}, {}
+    for label, form in best.items():
+        net, rate = first_step[label][form]
+        labels[str(label)] = {
+            "form": form,
+            "success": {f: {beta[0]: r} for f, (_, r) in first_step[label].items()},
+            "anomaly_index": rule.index(rate),
+            "kept": rule.passes(rate),
+        }
+        if not rule.passes(rate):
+            continue
+        pool[label] = [net]
+        for step in range(1, len(settings.staircase)):
+            net, rate = trained_generator(
+                model, images, held_out, label, step, form, settings, context
+            )
+            labels[str(label)]["success"][form][beta[step]] = rate
+            if rule.passes(rate):
+                pool[label].append(net)
+    scan = {
+        "labels": labels,
+        "rule": {"tau": rule.tau, "anomaly": rule.anomaly, "median": rule.median, "mad": rule.mad},
+        "kept_labels": sorted(pool),
+    }
+    return pool, scan

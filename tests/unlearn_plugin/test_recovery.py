@@ -1,4 +1,5 @@
-"""The staircase hinge, and recovery of a planted patch trigger on a hand-built victim."""
+"""The staircase hinge, the pool rule, and recovery of planted triggers (a patch, and a full-image
+additive pattern) on hand-built victims."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from purify_backdoor.plugin_types import RunContext
+from purify_backdoor.unlearn import recovery
+from purify_backdoor.unlearn.generator import TriggerGenerator
 from purify_backdoor.unlearn.recovery import (
+    PoolRule,
     RecoverySettings,
     recover_triggers,
     staircase_hinge,
@@ -43,10 +47,81 @@ def test_scan_finds_the_planted_target_and_only_it():
     victim = PatchVictim().eval()
     images = torch.rand(256, 3, 16, 16) * 0.6
     held_out = (torch.rand(128, 3, 16, 16) * 0.6, torch.randint(0, 10, (128,)))
-    settings = RecoverySettings(hidden=64, steps=120, batch_size=64, staircase=(0.5, 0.8), tau=0.8)
+    settings = RecoverySettings(
+        trigger="patch", hidden=64, steps=120, batch_size=64, staircase=(0.5, 0.8), tau=0.8
+    )
     context = RunContext(torch.device("cpu"), seed=0, quiet=True)
-    pool, success = recover_triggers(victim, images, held_out, [2, 5], settings, context)
-    assert sorted(pool) == [5] and len(pool[5]) == 2
+    pool, scan = recover_triggers(victim, images, held_out, [2, 5], settings, context)
+    assert sorted(pool) == [5] and len(pool[5]) == 2 and scan["kept_labels"] == [5]
+    success = {label: row["success"]["patch"] for label, row in scan["labels"].items()}
     assert success["5"]["beta=0.5"] >= 0.8 > success["2"]["beta=0.5"]
     assert trigger_success(victim, pool[5][1], *held_out, 5, settings, context) >= 0.8
     assert all(parameter.requires_grad for parameter in victim.parameters())
+
+
+def test_a_planted_outlier_is_kept_and_a_flat_profile_keeps_none():
+    # the issue's clean-label model: the target at 51%, every other label at 0.4-4.6%
+    success = [0.004, 0.02, 0.046, 0.01, 0.03, 0.51, 0.015, 0.02, 0.008, 0.025]
+    rule = PoolRule.from_success(success, tau=0.8, anomaly=2.0)
+    assert [k for k, rate in enumerate(success) if rule.passes(rate)] == [5]
+    assert rule.index(0.51) > 10 and rule.index(0.046) < 2
+    flat = [0.02, 0.03, 0.01, 0.02, 0.04, 0.02, 0.03, 0.01, 0.02, 0.03]
+    rule = PoolRule.from_success(flat, tau=0.8, anomaly=2.0)
+    assert not any(rule.passes(rate) for rate in flat)
+    assert PoolRule.from_success([0.0] * 9 + [0.9], 0.8, 0.0).passes(0.9)  # tau alone still works
+    assert not PoolRule.from_success([0.0] * 9 + [0.5], 0.8, 0.0).passes(0.5)
+
+
+class AdditiveVictim(nn.Module):
+    """Says class 0 unless the image correlates with a fixed +-1 pattern over the whole image (a
+    SIG-like signal): then class 5. x + 16/255 * pattern does it; no 3x3 patch can move the
+    correlation far enough (27 of 768 values)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(7)
+        half = torch.tensor([1.0, -1.0]).repeat_interleave(128)  # zero-sum in every channel
+        signs = torch.stack([half[torch.randperm(256, generator=generator)] for _ in range(3)])
+        self.register_buffer("pattern", signs.view(3, 16, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        correlation = (x * self.pattern).flatten(1).mean(1)
+        boost = 10 * torch.sigmoid(60 * (correlation - 0.045))  # > 5 only past 0.045
+        clean = 5 * F.one_hot(torch.tensor(0), 10).float()  # soft enough to give a gradient
+        return clean + boost[:, None] * F.one_hot(torch.tensor(5), 10)
+
+
+def flat_images(count: int) -> torch.Tensor:
+    """Plain-coloured images with a little noise: no correlation with a zero-sum pattern."""
+    colours = torch.rand(count, 3, 1, 1) * 0.6 + 0.2
+    return colours + 0.05 * (torch.rand(count, 3, 16, 16) - 0.5)
+
+
+def test_the_additive_form_recovers_a_full_image_trigger_the_patch_cannot():
+    torch.manual_seed(0)
+    victim = AdditiveVictim().eval()
+    images, held_out = flat_images(256), (flat_images(128), torch.randint(0, 10, (128,)))
+    settings = RecoverySettings(hidden=64, steps=400, batch_size=64, staircase=(0.5,), tau=0.8)
+    context = RunContext(torch.device("cpu"), seed=0, quiet=True)
+    pool, scan = recover_triggers(victim, images, held_out, [2, 5], settings, context)
+    target = scan["labels"]["5"]
+    assert scan["kept_labels"] == [5] and target["form"] == "additive"
+    assert target["success"]["additive"]["beta=0.5"] >= 0.8
+    assert target["success"]["patch"]["beta=0.5"] < 0.2
+    assert pool[5][0].form == "additive"
+
+
+def test_every_staircase_step_is_checked_against_the_rule(monkeypatch):
+    rates = {(5, 0): 0.9, (5, 1): 0.3, (5, 2): 0.95, (2, 0): 0.0}
+
+    def fake(model, images, held_out, label, step, form, settings, context):
+        return TriggerGenerator((3, 3, 3), 8, form), rates[(label, step)]
+
+    monkeypatch.setattr(recovery, "trained_generator", fake)
+    settings = RecoverySettings(trigger="patch", staircase=(0.5, 0.8, 0.9), tau=0.8, anomaly=0)
+    context = RunContext(torch.device("cpu"), seed=0, quiet=True)
+    pool, scan = recover_triggers(nn.Identity(), None, None, [2, 5], settings, context)
+    assert sorted(pool) == [5] and len(pool[5]) == 2  # step 1 (0.3 < tau) is dropped
+    assert scan["labels"]["5"]["success"]["patch"] == {
+        "beta=0.5": 0.9, "beta=0.8": 0.3, "beta=0.9": 0.95
+    }  # fmt: skip
