@@ -14,7 +14,7 @@ from tests.plugins.test_cli import invoke
 def _runs(checkpoint, data, tmp_path, name):
     result = invoke(
         "--plugin", "clp", checkpoint, "--data", data, "--attack", "badnet:pattern=grid,target=5",
-        "--out", tmp_path / name, "-q",
+        "--out", tmp_path / name, "-q", "-o", "u=2.5",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     return json.loads((tmp_path / f"{name}.report.json").read_text())["metrics"]["before"]

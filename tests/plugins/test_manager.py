@@ -76,7 +76,7 @@ def test_reserved_names_are_read_off_the_command_that_takes_the_options():
 
     run_flags = {
         flag[2:].replace("-", "_")
-        for param in cli.commands["run"].params
+        for param in cli.commands["run"].base_params  # params also holds the last plugin's flags
         for flag in param.opts
         if flag.startswith("--")
     }

@@ -32,6 +32,7 @@ n_train = 100
 options = {{ epochs = 1 }}
 
 [defenses.clp]
+options = {{ u = 0 }}
 """
 
 
@@ -67,9 +68,7 @@ def test_bench_runs_the_grid_and_writes_every_output(grid):
     assert list(csv.DictReader((out / "results.csv").open())) == rows
 
     tuned = (out / "cells" / "given" / "finetune-seed0.pth.tar").stat().st_mtime_ns
-    grid.write_text(
-        grid.read_text().replace("[defenses.clp]", "[defenses.clp]\noptions = { u = 2.5 }")
-    )
+    grid.write_text(grid.read_text().replace("options = { u = 0 }", "options = { u = 0.5 }"))
     edited = invoke("bench", grid, "--device", "cpu", "-q")
     assert edited.exit_code == 0, edited.output
     assert (out / "cells" / "given" / "clp-seed0.pth.tar").stat().st_mtime_ns != stamp
@@ -87,3 +86,15 @@ def test_a_failing_cell_is_named_and_the_rest_still_run(tmp_path, tiny_data, nad
     assert_one_line_error(result, "m/broken/seed0", "unknown option 'no_such_option'", ".log")
     rows = list(csv.DictReader((tmp_path / "bad" / "results.csv").open()))
     assert [r["defense"] for r in rows] == ["clp"]
+
+
+def test_a_cell_whose_defense_found_nothing_is_a_result(tmp_path, tiny_data, nad_checkpoint):
+    path = tmp_path / "noop.toml"
+    path.write_text(
+        f'data = "{tiny_data}"\nratio = 0.5\n[models.m]\ncheckpoint = "{nad_checkpoint}"\n'
+        "[defenses.clp]\noptions = { u = 1000 }\n"
+    )
+    result = invoke("bench", path, "--device", "cpu", "-q")
+    assert result.exit_code == 0, result.output
+    (row,) = csv.DictReader((tmp_path / "noop" / "results.csv").open())
+    assert row["status"] == "nothing pruned" and row["asr"] == row["asr_before"]

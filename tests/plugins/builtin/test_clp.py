@@ -47,6 +47,6 @@ def test_preact_pairs_follow_the_graph_not_module_order():
 
 
 def test_runs_without_data(nad_checkpoint):
-    result = invoke("--plugin", "clp", nad_checkpoint, "-q")
+    result = invoke("--plugin", "clp", nad_checkpoint, "-q", "-o", "u=0")
     assert result.exit_code == 0, result.output
     assert nad_checkpoint.with_name("model.purified.pth.tar").exists()
