@@ -112,13 +112,17 @@ def run(job: DefenseJob) -> nn.Module:
     pool, scan = recover_triggers(model, images[train], held_out, candidates, recovery, job.context)
     job.details["baeraser"] = scan
     if not pool:
-        label, row = max(scan["labels"].items(), key=lambda item: item[1]["anomaly_index"])
-        rate = row["success"][row["form"]][f"beta={recovery.staircase[0]}"]
+        label, form, index = max(
+            ((label, form, index) for label, row in scan["labels"].items()
+             for form, index in row["anomaly_index"].items()),
+            key=lambda suspect: suspect[2],
+        )  # fmt: skip
+        rate = scan["labels"][label]["success"][form][f"beta={recovery.staircase[0]}"]
         job.leave_unchanged(
             "no trigger found",
             f"no label's recovered trigger reached success {recovery.tau} or anomaly index "
-            f"{recovery.anomaly} (most suspect: label {label}, {row['form']} trigger, success "
-            f"{rate:.1%}, index {row['anomaly_index']:.2f})",
+            f"{recovery.anomaly} in its form (most suspect: label {label}, {form} trigger, "
+            f"success {rate:.1%}, index {index:.2f})",
         )
         return model
     job.extra_outputs[TRIGGERS] = trigger_writer(pool, job.context.device)

@@ -8,10 +8,11 @@ triggers diverse. The staircase trains one generator per rising beta.
 The authors' code trains only the known target label with beta = 0.5; the defender here knows
 neither trigger nor target, so every candidate label is first scanned with the staircase's first
 beta, in each trigger form (a position-free patch, and a bounded full-image additive pattern for
-SIG-, blend- and filter-like triggers), and keeps its better form. A label enters the trigger pool
-when that success on held-out clean images reaches `tau` (MESA's pool rule) or stands out among
-the labels: its median-absolute-deviation anomaly index, as Neural Cleanse (Wang et al., S&P
-2019, sec. IV-C) applies it to trigger norms, reaches `anomaly`. The same test is applied to the
+SIG-, blend- and filter-like triggers). A label enters the trigger pool when, in some form, its
+success on held-out clean images reaches `tau` (MESA's pool rule) or stands out among the
+labels' success in that form: its median-absolute-deviation anomaly index, as Neural Cleanse
+(Wang et al., S&P 2019, sec. IV-C) applies it to trigger norms, reaches `anomaly`. It keeps the
+passing form whose triggers succeed most. The same test is applied to the
 generator of every later staircase step: one that fails it is dropped (Algorithm 1 drops every
 recovered trigger below tau)."""
 
@@ -180,8 +181,8 @@ def recover_triggers(
     candidates: list[int], settings: RecoverySettings, context: RunContext,
 ) -> tuple[dict[int, list[TriggerGenerator]], dict]:  # fmt: skip
     """The trigger pool (label -> its kept generators, one per staircase step that passed) and
-    what the scan saw: per label its better form, every generator's success, its anomaly index
-    and whether it was kept; the pool rule's median and MAD; the kept labels."""
+    what the scan saw: per label its chosen form, every generator's success, its anomaly index in
+    each form and whether it was kept; each form's rule (median and MAD); the kept labels."""
     model.eval()
     first_step: dict[int, dict[str, tuple[TriggerGenerator, float]]] = {}
     bar = context.progress(
@@ -195,20 +196,28 @@ def recover_triggers(
             )
             bar.update()
     bar.close()
-    best = {label: max(forms, key=lambda f: forms[f][1]) for label, forms in first_step.items()}
-    rates = [first_step[label][form][1] for label, form in best.items()]
-    rule = PoolRule.from_success(rates, settings.tau, settings.anomaly)
+    # One rule per form: an image-sized pattern at 16/255 is a universal adversarial
+    # perturbation towards many labels of a real model, so its success is compared with the
+    # other labels' success in the same form, never with the patch's.
+    rules = {
+        form: PoolRule.from_success(
+            [first_step[label][form][1] for label in candidates], settings.tau, settings.anomaly
+        )
+        for form in settings.forms
+    }
     beta = [f"beta={b}" for b in settings.staircase]
     pool, labels = {}, {}
-    for label, form in best.items():
-        net, rate = first_step[label][form]
+    for label, forms in first_step.items():
+        passing = [f for f in settings.forms if rules[f].passes(forms[f][1])]
+        form = max(passing or settings.forms, key=lambda f: forms[f][1])
+        net, rate = forms[form]
         labels[str(label)] = {
             "form": form,
-            "success": {f: {beta[0]: r} for f, (_, r) in first_step[label].items()},
-            "anomaly_index": rule.index(rate),
-            "kept": rule.passes(rate),
+            "success": {f: {beta[0]: r} for f, (_, r) in forms.items()},
+            "anomaly_index": {f: rules[f].index(r) for f, (_, r) in forms.items()},
+            "kept": bool(passing),
         }
-        if not rule.passes(rate):
+        if not passing:
             continue
         pool[label] = [net]
         for step in range(1, len(settings.staircase)):
@@ -216,11 +225,14 @@ def recover_triggers(
                 model, images, held_out, label, step, form, settings, context
             )
             labels[str(label)]["success"][form][beta[step]] = rate
-            if rule.passes(rate):
+            if rules[form].passes(rate):
                 pool[label].append(net)
     scan = {
         "labels": labels,
-        "rule": {"tau": rule.tau, "anomaly": rule.anomaly, "median": rule.median, "mad": rule.mad},
+        "rules": {
+            form: {"tau": r.tau, "anomaly": r.anomaly, "median": r.median, "mad": r.mad}
+            for form, r in rules.items()
+        },
         "kept_labels": sorted(pool),
     }
     return pool, scan

@@ -125,3 +125,26 @@ def test_every_staircase_step_is_checked_against_the_rule(monkeypatch):
     assert scan["labels"]["5"]["success"]["patch"] == {
         "beta=0.5": 0.9, "beta=0.8": 0.3, "beta=0.9": 0.95
     }  # fmt: skip
+
+
+def test_each_form_is_judged_among_its_own_labels(monkeypatch):
+    """The shared checkpoint's scan (the additive form is a universal perturbation towards most
+    labels at 16/255), with the target's patch at 50% as on the issue's clean-label model: pooled
+    with the additive rates the target is no outlier; among the patches it is."""
+    patch = [0.016, 0.002, 0.02, 0.031, 0.025, 0.5, 0.026, 0.009, 0.013, 0.015]
+    additive = [0.136, 0.0, 0.76, 0.769, 0.441, 0.411, 0.781, 0.027, 0.613, 0.662]
+    rates = {"patch": patch, "additive": additive}
+
+    def fake(model, images, held_out, label, step, form, settings, context):
+        return TriggerGenerator((3, 3, 3), 8, form), rates[form][label]
+
+    monkeypatch.setattr(recovery, "trained_generator", fake)
+    settings = RecoverySettings(staircase=(0.5,), tau=0.8, anomaly=2.0)
+    context = RunContext(torch.device("cpu"), seed=0, quiet=True)
+    pool, scan = recover_triggers(nn.Identity(), None, None, list(range(10)), settings, context)
+    assert scan["kept_labels"] == [5] and pool[5][0].form == "patch"
+    assert scan["labels"]["5"]["anomaly_index"]["patch"] > 2
+    pooled = PoolRule.from_success(
+        [max(p, a) for p, a in zip(patch, additive, strict=True)], 0.8, 2
+    )
+    assert not pooled.passes(0.5)
