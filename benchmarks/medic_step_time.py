@@ -21,7 +21,7 @@ from purify_backdoor.data.clean_subset import clean_subset
 from purify_backdoor.data.loading import open_data
 from purify_backdoor.data.tensors import shuffled_batches, to_tensor
 from purify_backdoor.medic.cloning import MedicSettings, augment_batch, clone_losses
-from purify_backdoor.medic.layers import ActivationRecorder, cloned_layers
+from purify_backdoor.medic.layers import ActivationRecorder, channel_axis, cloned_layers
 from purify_backdoor.medic.reinit import fresh_clone
 from purify_backdoor.medic.statistics import teacher_statistics
 from purify_backdoor.report import package_versions
@@ -52,11 +52,14 @@ def main() -> None:
     device = resolve_device(args.device)
     settings = MedicSettings(importance=args.importance)
     clean, _ = clean_subset(open_data(args.data).train, seed=0, ratio=0.05)
-    teacher = open_checkpoint(args.model)[1].model.to(device).eval().requires_grad_(False)
-    finetuned = fresh_clone(teacher).to(device).requires_grad_(True)
+    loaded = open_checkpoint(args.model)[1]
+    teacher = loaded.model.to(device).eval().requires_grad_(False)
+    finetuned = fresh_clone(teacher, loaded.arch).to(device).requires_grad_(True)
     finetuned.load_state_dict(teacher.state_dict())
-    clone = fresh_clone(teacher).to(device).requires_grad_(True)
-    names = [name for name, _ in cloned_layers(teacher, settings.hook_layers)]
+    clone = fresh_clone(teacher, loaded.arch).to(device).requires_grad_(True)
+    layers = cloned_layers(teacher, settings.hook_layers)
+    names = [name for name, _ in layers]
+    axes = [channel_axis(module) for _, module in layers]
     modules = dict(teacher.named_modules()), dict(clone.named_modules())
     hooks = tuple(ActivationRecorder([m[name] for name in names]) for m in modules)
     generator = torch.Generator().manual_seed(0)
@@ -64,7 +67,9 @@ def main() -> None:
     hooks[0].calibrate(teacher, images[:64].to(device))
     hooks[1].calibrate(clone, images[:64].to(device))
     batches = [index for index in shuffled_batches(len(clean), 64, generator)][:-1]
-    stats = teacher_statistics(teacher, hooks[0], (images[i].to(device) for i in batches[:10]))
+    stats = teacher_statistics(
+        teacher, hooks[0], (images[i].to(device) for i in batches[:10]), axes
+    )
     sgd = torch.optim.SGD(finetuned.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     adam = torch.optim.Adam(clone.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
 
