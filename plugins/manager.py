@@ -95,6 +95,9 @@ def collect(kind: str, manager: pluggy.PluginManager | None = None) -> dict[str,
     manager = manager or get_manager()
     hook_name, expected = KINDS[kind]
     origins = _origins(manager)
+    from purify_backdoor.cli import host_option_names  # the CLI imports this module
+
+    reserved = host_option_names(kind)  # once per collect, not once per registered item
     found: dict[str, Registered] = {}
     for impl in getattr(manager.hook, hook_name).get_hookimpls():
         package, version = origins.get(id(impl.plugin), (_module_package(impl.plugin), ""))
@@ -102,7 +105,7 @@ def collect(kind: str, manager: pluggy.PluginManager | None = None) -> dict[str,
         def register(item: Any, package: str = package, version: str = version) -> None:
             if not isinstance(item, expected):
                 raise TypeError(f"{package}: {hook_name} must register {expected.__name__} objects")
-            _check_option_names(kind, item, package)
+            _check_option_names(kind, item, package, reserved)
             if item.name in found:
                 first = found[item.name].package
                 raise PurifyError(
@@ -120,11 +123,8 @@ def _module_package(plugin: Any) -> str:
     return name.split(".")[0]
 
 
-def _check_option_names(kind: str, item: Any, package: str) -> None:
+def _check_option_names(kind: str, item: Any, package: str, reserved: frozenset[str]) -> None:
     """A plugin option named like one of the host's own flags could never be set from the CLI."""
-    from purify_backdoor.cli import host_option_names  # the CLI imports this module
-
-    reserved = host_option_names(kind)
     clashes = [o.name for o in item.options if o.name in reserved]
     if clashes:
         raise PurifyError(
