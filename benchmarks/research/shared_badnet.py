@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +16,10 @@ from purify_backdoor.data.loading import open_data
 from purify_backdoor.plugin_types import TriggeredSet
 from purify_backdoor.training import predict_logits
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # benchmarks/, for recorded.py
+from recorded import ROOT, portable  # noqa: E402, F401  (portable: re-exported to the probes)
+
 SHARED = ROOT.parent / "shared"
-
-
-def portable(path: Path) -> str:
-    """A path relative to the checkout: results never name the machine that made them."""
-    return os.path.relpath(path, ROOT) if path.is_absolute() else str(path)
 
 
 def load(count: int | None = None) -> tuple[nn.Module, ImageSet, TriggeredSet]:
