@@ -26,6 +26,7 @@ from purify_backdoor.data.tensors import (
 )
 from purify_backdoor.errors import PurifyError
 from purify_backdoor.evaluation import metrics_table
+from purify_backdoor.executors import make_executor
 from purify_backdoor.hookspecs import hookimpl
 from purify_backdoor.models.normalized import Normalized, cpu_state_dict, unwrap
 from purify_backdoor.models.registry import (
@@ -61,6 +62,8 @@ from purify_backdoor.training import (
     frozen,
     predict_logits,
 )
+from purify_backdoor.zoo.jobs import ZooRequest
+from purify_backdoor.zoo.pipeline import run_zoo
 
 __all__ = [
     # the plugin types and the error: what a plugin registers, receives and raises
@@ -118,9 +121,12 @@ __all__ = [
     "EvalRequest",
     "PurifyRequest",
     "TrainRequest",
+    "ZooRequest",
     "evaluate_checkpoint",
+    "make_executor",
     "metrics_table",
     "purify_checkpoint",
     "run_context",
+    "run_zoo",
     "train_backdoored",
 ]

@@ -3,6 +3,8 @@ crash leaves either the old file or the new one, never half of one."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -46,3 +48,11 @@ def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") ->
 
 def write_json_atomic(path: Path, data: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+
+
+def write_csv_atomic(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda tmp: tmp.write_text(buffer.getvalue()))

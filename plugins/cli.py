@@ -210,6 +210,92 @@ def checkpoint_options(func: Any) -> Any:
     return func
 
 
+def defense_options(func: Any) -> Any:
+    """Flags of a defense run: how much clean data, the plugin's options, the output format."""
+    for decorator in reversed(
+        (
+            click.option(
+                "--ratio",
+                type=float,
+                default=0.05,
+                show_default=True,
+                help="fraction of the training images the defender holds as clean data",
+            ),
+            click.option("--n-clean", type=int, help="number of clean images instead of --ratio"),
+            click.option(
+                "-o",
+                "--option",
+                "option_pairs",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="set a plugin option (repeatable)",
+            ),
+            click.option(
+                "--save-format",
+                type=click.Choice(["native", "safetensors"]),
+                default="native",
+                show_default=True,
+                help="native: the input's own format (a drop-in file); safetensors: tensors only",
+            ),
+        )
+    ):
+        func = decorator(func)
+    return func
+
+
+def executor_options(func: Any) -> Any:
+    """Where a many-job command (zoo, bench) runs its jobs."""
+    for decorator in reversed(
+        (
+            click.option(
+                "--executor",
+                type=click.Choice(["local", "ray"]),
+                default="local",
+                show_default=True,
+                help="local: processes on this machine; ray: a Ray cluster (pip install "
+                "'purify-backdoor[ray]')",
+            ),
+            click.option(
+                "-j",
+                "--jobs",
+                type=int,
+                help="jobs at once  [default: local 1; ray: as many as the cluster fits]",
+            ),
+            click.option(
+                "--address",
+                help="Ray cluster to join (ray start --head prints it)  [default: RAY_ADDRESS, "
+                "else a new local Ray instance]",
+            ),
+            click.option(
+                "--cpus-per-task",
+                type=float,
+                help="CPU threads per job; Ray's num_cpus  [default: local cores/jobs; ray 1]",
+            ),
+            click.option(
+                "--gpus-per-task",
+                type=float,
+                help="Ray's num_gpus per task, fractions allowed (local jobs get one GPU each, "
+                "round robin)",
+            ),
+        )
+    ):
+        func = decorator(func)
+    return func
+
+
+def _executor(kwargs: dict[str, Any], device: str) -> Any:
+    from purify_backdoor.executors import make_executor
+
+    return make_executor(
+        kwargs.pop("executor"),
+        jobs=kwargs.pop("jobs"),
+        device=device,
+        address=kwargs.pop("address"),
+        cpus_per_task=kwargs.pop("cpus_per_task"),
+        gpus_per_task=kwargs.pop("gpus_per_task"),
+    )
+
+
 @click.group(cls=PurifyGroup, default="run", default_if_no_args=False)
 @click.version_option(package_name="purify-backdoor")
 def cli() -> None:
@@ -235,35 +321,18 @@ def cli() -> None:
     type=click.Path(path_type=Path),
     help="purified model path  [default: <stem>.purified.<ext> beside the input]",
 )
+@click.option(
+    "--out-dir",
+    type=click.Path(path_type=Path),
+    help="write <stem>.purified.<ext> and its report into this folder instead",
+)
 @checkpoint_options
 @click.option(
     "--attack",
     help="attack spec for before/after metrics, e.g. "
     "badnet:pattern=grid,target=5  [default: the one stored in the checkpoint]",
 )
-@click.option(
-    "--ratio",
-    type=float,
-    default=0.05,
-    show_default=True,
-    help="fraction of the training images the defender holds as clean data",
-)
-@click.option("--n-clean", type=int, help="number of clean images instead of --ratio")
-@click.option(
-    "-o",
-    "--option",
-    "option_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="set a plugin option (repeatable)",
-)
-@click.option(
-    "--save-format",
-    type=click.Choice(["native", "safetensors"]),
-    default="native",
-    show_default=True,
-    help="native: the input's own format (a drop-in file); safetensors: tensors only",
-)
+@defense_options
 @click.option("--resume", is_flag=True, help="continue an interrupted run from its last epoch")
 @click.option("--overwrite", is_flag=True, help="replace an existing output file")
 @click.option(
@@ -302,6 +371,7 @@ def run(
         trust_checkpoint=kwargs["trust_checkpoint"],
         save_format=kwargs["save_format"],
         write_unchanged=kwargs["write_unchanged"],
+        out_dir=kwargs["out_dir"],
     )
     report = purify_checkpoint(request, context, ctx.meta["plugin_entry"])
     if report["metrics"]:
@@ -484,20 +554,27 @@ def attack_command(
     type=click.Path(path_type=Path),
     help="results folder (default: the grid file's name without .toml, beside it)",
 )
+@executor_options
 @device_options
-def bench_command(grid: Path, out: Path | None, device: str, quiet: bool) -> None:
+def bench_command(grid: Path, out: Path | None, device: str, quiet: bool, **kwargs: Any) -> None:
     """Run every defense of a GRID file (TOML) on every model and seed it lists; write
     results.csv, results.json, results.md and, when matplotlib is installed, PNG plots.
     Re-running skips finished cells, runs again those whose command the grid has changed, and
-    resumes started ones; seeds come from the grid."""
+    resumes started ones; seeds come from the grid. Attack models are trained first, then the
+    cells run, each phase through the executor."""
     from purify_backdoor.bench.pipeline import run_bench
 
     resolve_device(device)
+    executor = _executor(kwargs, device)
     context = RunContext(device=torch.device("cpu"), seed=0, quiet=quiet)
     try:
-        result = run_bench(grid, out, device, context)
+        result = run_bench(grid, out, device, context, executor)
     except KeyboardInterrupt:
-        click.echo("Interrupted. Re-run the same command: finished cells are kept.", err=True)
+        click.echo(
+            "Interrupted; the running cells were stopped and keep their last epoch. Re-run the "
+            "same command to resume: finished cells are kept.",
+            err=True,
+        )
         sys.exit(130)
     if not result.plotted:
         click.echo("no PNG plots: matplotlib is missing (pip install 'purify-backdoor[plot]')")
@@ -508,4 +585,91 @@ def bench_command(grid: Path, out: Path | None, device: str, quiet: bool) -> Non
         raise PurifyError(
             f"{len(result.failures)} bench job(s) failed, first {first.what}: {first.reason} "
             f"(log: {first.log}); fix it and re-run the same command"
+        )
+
+
+@cli.command(name="zoo", cls=PluginCommand, kind="defense")
+@click.argument("zoo", type=click.Path(path_type=Path))
+@click.option("-p", "--plugin", required=True, help="defense to run (see `purify plugins`)")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="output folder: <name>/ per model, and zoo.csv, zoo.json, zoo.md",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="clean data for every model (a manifest's `data` column overrides it)",
+)
+@click.option("--attack", help="attack spec for every model (a manifest's `attack` overrides it)")
+@checkpoint_options
+@defense_options
+@click.option(
+    "--write-unchanged",
+    is_flag=True,
+    help="write models the defense left unchanged too (their status says so)",
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="run again the models that failed on bad input (otherwise a re-run keeps their row)",
+)
+@executor_options
+@common_options
+@click.pass_context
+def zoo_command(
+    ctx: click.Context, zoo: Path, plugin: str, option_pairs: tuple[str, ...], **kwargs: Any
+) -> None:
+    """Purify every model of ZOO with one defense: ZOO is a folder (checkpoint files, TrojAI
+    model folders, BackdoorBench record folders) or a manifest (.csv or .jsonl with a `path`
+    column and optional `name`, `data`, `attack`, `format`, `arch`). One failing model is a row
+    with its error; a re-run skips finished models and resumes started ones.
+
+    Exit status: 0 every model purified or left unchanged, 2 some failed (see zoo.md)."""
+    from purify_backdoor.zoo.jobs import ZooRequest
+    from purify_backdoor.zoo.pipeline import run_zoo
+
+    settings = _plugin_settings(ctx, kwargs, option_pairs)
+    resolve_device(kwargs["device"])
+    executor = _executor(kwargs, kwargs["device"])
+    request = ZooRequest(
+        zoo=zoo,
+        plugin=plugin,
+        out=kwargs["out"],
+        options=settings,
+        data=kwargs["data"],
+        attack=kwargs["attack"],
+        format=kwargs["format_"],
+        arch=kwargs["arch"],
+        ratio=kwargs["ratio"],
+        n_clean=kwargs["n_clean"],
+        trust_checkpoint=kwargs["trust_checkpoint"],
+        save_format=kwargs["save_format"],
+        write_unchanged=kwargs["write_unchanged"],
+        seed=kwargs["seed"],
+        device=kwargs["device"],
+        retry_failed=kwargs["retry_failed"],
+    )
+    context = RunContext(device=torch.device("cpu"), seed=kwargs["seed"], quiet=kwargs["quiet"])
+    if not kwargs["quiet"]:
+        click.echo(f"zoo {zoo}: {executor.describe()}", err=True)
+    try:
+        result = run_zoo(request, executor, context)
+    except KeyboardInterrupt:
+        click.echo(
+            f"Interrupted; the running models were stopped and keep their last epoch. Re-run the "
+            f"same command to resume (finished models are kept); partial summary in "
+            f"{kwargs['out'] / 'zoo.md'}",
+            err=True,
+        )
+        sys.exit(130)
+    click.echo((kwargs["out"] / "zoo.md").read_text())
+    click.echo("wrote " + ", ".join(str(path) for path in result.written))
+    if result.failed:
+        first = result.failed[0]
+        raise PurifyError(
+            f"{len(result.failed)} of {len(result.rows)} models failed, first {first['name']}: "
+            f"{first['error']} (log: {kwargs['out'] / first['log']}); the others are in "
+            f"{kwargs['out'] / 'zoo.md'}"
         )

@@ -60,6 +60,7 @@ class PurifyRequest:
     trust_checkpoint: bool = False
     save_format: str = "native"
     write_unchanged: bool = False  # write the output even when the defense left the model as is
+    out_dir: Path | None = None  # the default output name, in this folder instead of the input's
 
 
 def purify_checkpoint(
@@ -79,6 +80,10 @@ def purify_checkpoint(
     )
     writer = adapter if request.save_format == "native" else lookup("adapter", request.save_format)
     out = request.out or default_output_path(request.model_path, adapter.suffix, writer.suffix)
+    if request.out_dir is not None:
+        if request.out is not None:
+            raise PurifyError("--out and --out-dir both given; keep one of them")
+        out = Path(request.out_dir) / out.name
     check_output_path(out, request.model_path, request.overwrite)
     report_out = report_path_for(out)
     extra_paths = {

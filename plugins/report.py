@@ -37,5 +37,26 @@ def peak_memory() -> dict[str, float]:
     return peak
 
 
+def report_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """A report's headline numbers, as the bench and zoo tables show them (None where unknown)."""
+    metrics = report.get("metrics") or {}
+    before, after = metrics.get("before", {}), metrics.get("after", {})
+    return {
+        "status": report.get("status", "purified"),
+        "clean_acc_before": before.get("clean_acc"),
+        "asr_before": before.get("asr"),
+        "clean_acc": after.get("clean_acc"),
+        "asr": after.get("asr"),
+        "robust_acc": after.get("robust_acc"),
+        "der": metrics.get("der"),
+        "functionality_l2": after.get("functionality_l2"),
+        "agreement": after.get("agreement"),
+        "parameters": after.get("parameters"),
+        "defense_time_s": report.get("defense_time_s"),
+        "wall_time_s": report.get("wall_time_s"),
+        "peak_rss_mib": report.get("peak_rss_mib"),
+    }
+
+
 def build_report(**sections: Any) -> dict[str, Any]:
     return {"report_version": 1, **sections, "versions": package_versions(), **peak_memory()}

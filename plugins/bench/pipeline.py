@@ -10,6 +10,7 @@ from purify_backdoor.bench.grid import load_grid
 from purify_backdoor.bench.plots import matplotlib_available, write_plots
 from purify_backdoor.bench.results import collect_rows, write_markdown, write_rows
 from purify_backdoor.bench.runner import Failure, run_grid
+from purify_backdoor.executors import Executor, LocalExecutor
 from purify_backdoor.plugin_types import RunContext
 
 
@@ -25,13 +26,20 @@ class BenchRun:
     plotted: bool
 
 
-def run_bench(grid_file: Path, out: Path | None, device: str, context: RunContext) -> BenchRun:
-    """`purify bench`: run the grid's unfinished jobs, then write every result file from all the
-    finished ones (results.csv/json/md and, with matplotlib, PNG plots)."""
+def run_bench(
+    grid_file: Path,
+    out: Path | None,
+    device: str,
+    context: RunContext,
+    executor: Executor | None = None,
+) -> BenchRun:
+    """`purify bench`: run the grid's unfinished jobs (one at a time on this machine unless another
+    executor is given), then write every result file from all the finished ones
+    (results.csv/json/md and, with matplotlib, PNG plots)."""
     grid = load_grid(grid_file)
     out = out or grid_file.with_suffix("")
     out.mkdir(parents=True, exist_ok=True)
-    failures = run_grid(grid, out, device, context)
+    failures = run_grid(grid, out, device, context, executor or LocalExecutor())
     rows = collect_rows(grid, out)
     table = write_markdown(grid, rows, out)
     written = [*write_rows(rows, out), table]

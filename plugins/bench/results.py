@@ -3,17 +3,15 @@ mean +- std over seeds, rows per model, one column per defense, the undefended m
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import statistics
 from pathlib import Path
 from typing import Any
 
-from purify_backdoor.atomic import atomic_write, write_json_atomic
+from purify_backdoor.atomic import atomic_write, write_csv_atomic, write_json_atomic
 from purify_backdoor.bench.grid import Grid
 from purify_backdoor.bench.runner import cell_path, cells, finished
-from purify_backdoor.report import report_path_for
+from purify_backdoor.report import report_path_for, report_summary
 
 COLUMNS = (
     "model", "defense", "plugin", "seed", "clean_acc_before", "asr_before", "clean_acc", "asr",
@@ -28,39 +26,20 @@ def collect_rows(grid: Grid, out: Path) -> list[dict[str, Any]]:
         if not finished(cell, grid, out):
             continue
         report = json.loads(report_path_for(cell_path(cell, out)).read_text())
-        metrics = report.get("metrics") or {}
-        before, after = metrics.get("before", {}), metrics.get("after", {})
-        rows.append(
-            {
-                "model": cell.model.name,
-                "defense": cell.defense.name,
-                "plugin": cell.defense.plugin,
-                "seed": cell.seed,
-                "clean_acc_before": before.get("clean_acc"),
-                "asr_before": before.get("asr"),
-                "clean_acc": after.get("clean_acc"),
-                "asr": after.get("asr"),
-                "robust_acc": after.get("robust_acc"),
-                "der": metrics.get("der"),
-                "functionality_l2": after.get("functionality_l2"),
-                "agreement": after.get("agreement"),
-                "parameters": after.get("parameters"),
-                "defense_time_s": report.get("defense_time_s"),
-                "wall_time_s": report.get("wall_time_s"),
-                "peak_rss_mib": report.get("peak_rss_mib"),
-                "status": report.get("status", "purified"),
-            }
-        )
+        cell_row = {
+            "model": cell.model.name,
+            "defense": cell.defense.name,
+            "plugin": cell.defense.plugin,
+            "seed": cell.seed,
+        }
+        summary = report_summary(report)
+        rows.append({column: (cell_row | summary)[column] for column in COLUMNS})
     return rows
 
 
 def write_rows(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     csv_path, json_path = out / "results.csv", out / "results.json"
-    atomic_write(csv_path, lambda tmp: Path(tmp).write_text(buffer.getvalue()))
+    write_csv_atomic(csv_path, rows, COLUMNS)
     write_json_atomic(json_path, rows)
     return [csv_path, json_path]
 

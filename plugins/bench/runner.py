@@ -5,14 +5,13 @@ re-run; started work continues with `--resume`."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from purify_backdoor.bench.grid import DefenseSpec, Grid, ModelSpec
+from purify_backdoor.executors import Executor, Job, Outcome
+from purify_backdoor.executors.job import command_signature, logged_command, option_assignments
 from purify_backdoor.plugin_types import RunContext
-from purify_backdoor.purification import UNCHANGED_EXIT
 from purify_backdoor.report import report_path_for
 from purify_backdoor.training import workdir_for
 
@@ -53,20 +52,12 @@ def cell_path(cell: Cell, out: Path) -> Path:
     return out / "cells" / cell.model.name / f"{cell.defense.name}-seed{cell.seed}{suffix}"
 
 
-def _assignments(options: dict) -> list[str]:
-    flags = []
-    for key, value in options.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        flags += ["-o", f"{key}={text}"]
-    return flags
-
-
 def train_command(model: ModelSpec, grid: Grid, out: Path, device: str, resume: bool) -> list[str]:
     command = [
         "attack", "--plugin", model.train, "--data", str(grid.data),
         "--out", str(model_path(model, out)), "--profile", model.profile,
         "--poison-ratio", str(model.poison_ratio), "--seed", str(model.seed),
-        "--device", device, "--quiet", "--overwrite", *_assignments(model.options),
+        "--device", device, "--quiet", "--overwrite", *option_assignments(model.options),
     ]  # fmt: skip
     if model.epochs is not None:
         command += ["--epochs", str(model.epochs)]
@@ -80,7 +71,7 @@ def cell_command(cell: Cell, grid: Grid, out: Path, device: str, resume: bool) -
     command = [
         "run", "--plugin", cell.defense.plugin, str(model_path(model, out)),
         "--data", str(grid.data), "--seed", str(cell.seed), "--out", str(cell_path(cell, out)),
-        "--device", device, "--quiet", "--overwrite", *_assignments(cell.defense.options),
+        "--device", device, "--quiet", "--overwrite", *option_assignments(cell.defense.options),
     ]  # fmt: skip
     command += ["--n-clean", str(grid.n_clean)] if grid.n_clean else ["--ratio", str(grid.ratio)]
     if model.attack:
@@ -92,77 +83,57 @@ def cell_command(cell: Cell, grid: Grid, out: Path, device: str, resume: bool) -
     return command + (["--resume"] if resume else [])
 
 
-def _signature(arguments: list[str]) -> str:
-    """What decides a cell's result: its command without --resume and --device."""
-    kept = [a for a in arguments if a != "--resume"]
-    if "--device" in kept:
-        at = kept.index("--device")
-        del kept[at : at + 2]
-    return " ".join(kept)
-
-
 def finished(cell: Cell, grid: Grid, out: Path) -> bool:
     """A report exists and came from the command the grid asks for now: a cell whose defense
     options (or data, ratio, model) were edited in the grid since is run again."""
     path = cell_path(cell, out)
     log = path.with_name(path.name + ".log")
-    if not (report_path_for(path).exists() and log.exists()):
+    if not report_path_for(path).exists():
         return False
-    with log.open() as handle:
-        recorded = handle.readline().removeprefix("$ purify ").rstrip("\n").split(" ")
     wanted = cell_command(cell, grid, out, "auto", resume=False)
-    return _signature(recorded) == _signature(wanted)
+    return logged_command(log) == command_signature(wanted)
 
 
-def _run_logged(arguments: list[str], log: Path) -> str | None:
-    """Run `purify ARGUMENTS` with its output in `log`; None on success, else the error line."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as handle:
-        handle.write("$ purify " + " ".join(arguments) + "\n")
-        handle.flush()
-        code = subprocess.run(
-            [sys.executable, "-m", "purify_backdoor", *arguments],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        ).returncode
-    if code in (0, UNCHANGED_EXIT):  # an unchanged model is a result: its report says so
-        return None
-    if code in (130, -2):
-        raise KeyboardInterrupt
-    lines = [line for line in log.read_text().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    return (errors or lines or [f"exit status {code}"])[-1].removeprefix("Error: ")
-
-
-def run_grid(grid: Grid, out: Path, device: str, context: RunContext) -> list[Failure]:
-    """Train missing attack models, then run every unfinished cell; returns what failed."""
+def run_grid(
+    grid: Grid, out: Path, device: str, context: RunContext, executor: Executor
+) -> list[Failure]:
+    """Train missing attack models, then run every unfinished cell (each phase through the
+    executor, so cells may run at once); returns what failed."""
     trained = [m for m in grid.models if m.train and not model_path(m, out).exists()]
     todo = [cell for cell in cells(grid) if not finished(cell, grid, out)]
     failures: list[Failure] = []
-    broken: set[str] = set()
     bar = context.progress(total=len(trained) + len(todo), desc="bench", unit="job")
+    logs: dict[str, Path] = {}
+
+    def on_done(outcome: Outcome) -> None:
+        if not outcome.ok:
+            failures.append(Failure(outcome.key, logs[outcome.key], outcome.error or ""))
+        bar.set_postfix_str(f"{outcome.key} done")
+        bar.update()
+
+    training = []
     for model in trained:
         path = model_path(model, out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        bar.set_postfix_str(f"training {model.name}")
         resume = workdir_for(path).exists()
-        log = out / "logs" / f"train-{model.name}.log"
-        reason = _run_logged(train_command(model, grid, out, device, resume), log)
-        if reason:
-            failures.append(Failure(f"training {model.name}", log, reason))
-            broken.add(model.name)
-        bar.update()
-    for cell in todo:
-        bar.set_postfix_str(cell.key)
-        if cell.model.name in broken:
-            bar.update()
-            continue
-        path = cell_path(cell, out)
-        resume = workdir_for(path).exists()
-        log = path.with_name(path.name + ".log")
-        reason = _run_logged(cell_command(cell, grid, out, device, resume), log)
-        if reason:
-            failures.append(Failure(cell.key, log, reason))
-        bar.update()
-    bar.close()
+        command = train_command(model, grid, out, device, resume)
+        key = f"training {model.name}"
+        logs[key] = out / "logs" / f"train-{model.name}.log"
+        training.append(Job(key, tuple(command), logs[key]))
+    try:
+        executor.run(training, on_done)
+        broken = {m.name for m in trained if f"training {m.name}" in {f.what for f in failures}}
+        runs = []
+        for cell in todo:
+            if cell.model.name in broken:
+                bar.update()
+                continue
+            path = cell_path(cell, out)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            command = cell_command(cell, grid, out, device, workdir_for(path).exists())
+            logs[cell.key] = path.with_name(path.name + ".log")
+            runs.append(Job(cell.key, tuple(command), logs[cell.key]))
+        executor.run(runs, on_done)
+    finally:
+        bar.close()
     return failures

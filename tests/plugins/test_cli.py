@@ -96,6 +96,14 @@ def test_output_never_replaces_the_input(nad_checkpoint, tiny_data):
     assert sha(nad_checkpoint) == before
 
 
+def test_out_dir_takes_the_default_name_and_excludes_out(nad_checkpoint, tiny_data, tmp_path):
+    result = run_finetune(nad_checkpoint, tiny_data, "--out-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model.purified.pth.tar.report.json").is_file()
+    both = run_finetune(nad_checkpoint, tiny_data, "--out-dir", tmp_path, "--out", tmp_path / "x")
+    assert_one_line_error(both, "--out and --out-dir")
+
+
 def test_same_seed_same_result(nad_checkpoint, tiny_data, tmp_path):
     outs = [tmp_path / "a.pth.tar", tmp_path / "b.pth.tar", tmp_path / "c.pth.tar"]
     for out, seed in zip(outs, ("1", "1", "2"), strict=True):

@@ -98,3 +98,19 @@ def test_a_cell_whose_defense_found_nothing_is_a_result(tmp_path, tiny_data, nad
     assert result.exit_code == 0, result.output
     (row,) = csv.DictReader((tmp_path / "noop" / "results.csv").open())
     assert row["status"] == "nothing pruned" and row["asr"] == row["asr_before"]
+
+
+def test_two_jobs_at_once_give_the_rows_of_one(tmp_path, tiny_data, nad_checkpoint):
+    text = (
+        f'data = "{tiny_data}"\nratio = 0.5\n[models.m]\ncheckpoint = "{nad_checkpoint}"\n'
+        "[defenses.clp]\n[defenses.finetune]\noptions = { epochs = 1 }\n"
+    )
+    rows = {}
+    for jobs in ("1", "2"):
+        path = tmp_path / f"jobs{jobs}.toml"
+        path.write_text(text)
+        result = invoke("bench", path, "--device", "cpu", "-q", "--jobs", jobs)
+        assert result.exit_code == 0, result.output
+        table = csv.DictReader((tmp_path / f"jobs{jobs}" / "results.csv").open())
+        rows[jobs] = [(r["defense"], r["clean_acc"], r["asr"], r["status"]) for r in table]
+    assert rows["1"] == rows["2"] and len(rows["1"]) == 2
