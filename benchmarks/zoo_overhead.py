@@ -1,9 +1,10 @@
 """What an executor costs: wall time of `purify zoo` over a zoo of WRN-16-1 models (copies of
 the shared NAD checkpoint, each nudged so no two share an evaluation cache entry) with a short
 fine-tune, at 1 and 2 jobs on `local` and `ray`, against the same `purify run` commands typed
-one by one (run first and last; their mean is the baseline). The per-model overhead is
-(zoo wall - one-by-one wall) / models at 1 job, both at the same thread count; the target is
-under 5% of a 1-minute model (3 s). It is split into the fixed cost (the driver's start-up and
+one by one (twice, interleaved: their mean is the baseline, their spread the noise). The
+per-model overhead is (zoo wall - one-by-one wall) / models at 1 job, both at the same thread
+count; the target is under 5% of a 1-minute model (3 s). It is split into the fixed cost (the
+driver's start-up and
 summary, timed by re-running the finished zoo, and for ray a local cluster's start and stop) and
 the marginal cost per model that remains.
 
@@ -118,12 +119,10 @@ def main() -> None:
         rows.append(row | {"command": portable_command(command)})
         print(f"{name}, {jobs} job(s): {wall:.1f} s", flush=True)
 
-    by_hand(cores)
-    for name in ("local", "ray"):
-        executor(name, 1)
-    for name in ("local", "ray"):
-        executor(name, 2)
-    by_hand(cores)  # again, to show the machine's drift between the first and last runs
+    for jobs in (1, 2):  # one by one before each pair: their spread is the machine's noise
+        by_hand(cores)
+        for name in ("local", "ray"):
+            executor(name, jobs)
 
     hand = [r["wall_s"] for r in rows if r["executor"] == "one by one"]
     baseline = statistics.fmean(hand)
@@ -154,9 +153,7 @@ def main() -> None:
         print(f"| {row['executor']} | {jobs} | {row['wall_s']:.1f} | " + " | ".join(text) + " |")
     result = {
         "command": "python benchmarks/zoo_overhead.py "
-        + " ".join(
-            f"--{k} {portable(v)}" for k, v in (("models", args.models), ("epochs", args.epochs))
-        ),
+        f"--models {args.models} --epochs {args.epochs}",
         "machine": f"{cores} CPU cores, no GPU",
         "models": args.models,
         "model": portable(args.model),
@@ -164,6 +161,7 @@ def main() -> None:
         "defense": f"finetune, {args.epochs} epochs, 5% clean data",
         "one_by_one_s": hand,
         "baseline_one_by_one_s": baseline,
+        "noise_per_model_s": (max(hand) - min(hand)) / args.models,
         "rows": rows,
         "versions": package_versions(),
     }

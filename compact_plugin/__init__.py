@@ -22,6 +22,7 @@ from purify_backdoor.compact.cleaning import (
 )
 from purify_backdoor.compact.compact_checkpoint import ADAPTER, SUFFIX
 from purify_backdoor.compact.ranks import RULES
+from purify_backdoor.compact.spectrum_figure import spectrum_figure
 
 HELP = {
     "tau_scale": "clip rank components above tau_scale x the mean normalized singular value",
@@ -53,6 +54,9 @@ def run(job: DefenseJob) -> nn.Module:
         "after": model_cost(compact, job.input_size),
     }
     job.details["cc"] = details
+    figure = spectrum_figure(details["layers"], settings.tau_scale)
+    if figure is not None:
+        job.figures["spectrum"] = figure
     job.extra_outputs[SUFFIX] = lambda loaded, path: ADAPTER.save(loaded, compact, path)
     return dense_equivalent(compact)
 

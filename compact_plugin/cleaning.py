@@ -23,14 +23,14 @@ from purify_backdoor import (
 )
 from purify_backdoor.compact.activation_fit import fit_to_activations
 from purify_backdoor.compact.ranks import choose_ranks, decomposable_convs
-from purify_backdoor.compact.scaling import scale_core
+from purify_backdoor.compact.scaling import normalized_singular_values, scale_core
 from purify_backdoor.compact.synthesis import (
     SynthesisSettings,
     adversarial_copies,
     predict,
     synthesize,
 )
-from purify_backdoor.compact.tucker import Tucker2, TuckerConv2d, hosvd
+from purify_backdoor.compact.tucker import Tucker2, TuckerConv2d, hosvd, unfold
 
 MAX_GRAD_NORM = 5.0
 # Where the pruned layers' Tucker factors come from: the clipped kernel's HOSVD (weights only), or
@@ -79,7 +79,12 @@ def decompose_and_clip(
             )
         else:
             conv.weight.copy_(scaled.reconstruct().to(conv.weight.dtype))
-        report[name] = {"clipped": clipped, "ranks": list(ranks.get(name, conv.weight.shape[:2]))}
+        share = normalized_singular_values(unfold(decomposition.core, 0).norm(dim=1))
+        report[name] = {
+            "clipped": clipped,
+            "ranks": list(ranks.get(name, conv.weight.shape[:2])),
+            "spectrum": [round(float(value), 6) for value in share],  # mode 1, before scaling
+        }
     return report
 
 

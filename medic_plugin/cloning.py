@@ -24,6 +24,7 @@ from purify_backdoor import (
     to_tensor,
 )
 from purify_backdoor.medic.clone_loss import layer_clone_loss
+from purify_backdoor.medic.illustration import illustrate
 from purify_backdoor.medic.importance import (
     activation_criterion,
     conjunction,
@@ -200,4 +201,14 @@ def clone_model(job: DefenseJob, settings: MedicSettings) -> nn.Module:
     for parameter, flag in zip(teacher.parameters(), frozen, strict=True):
         parameter.requires_grad_(flag)
     job.details["medic"] = {"hooked_layers": [name for name, _ in layers], "history": history}
+    job.illustrate = illustrate(
+        teacher,
+        layers,
+        axes,
+        stats,
+        lambda model, recorder, batch, target: teacher_weights(
+            model, recorder, batch, target, stats, settings
+        ),
+        device,
+    )
     return clone.eval()

@@ -27,6 +27,7 @@ from purify_backdoor.data.tensors import (
 from purify_backdoor.errors import PurifyError
 from purify_backdoor.evaluation import metrics_table
 from purify_backdoor.executors import make_executor
+from purify_backdoor.figures import Figure, channel_scores_figure, plot_figure, png_from_array
 from purify_backdoor.hookspecs import hookimpl
 from purify_backdoor.models.normalized import Normalized, cpu_state_dict, unwrap
 from purify_backdoor.models.registry import (
@@ -75,6 +76,7 @@ __all__ = [
     "DefenseJob",
     "EvalJob",
     "Evaluator",
+    "Figure",
     "ImageSet",
     "InputConvention",
     "LoadedModel",
@@ -111,6 +113,10 @@ __all__ = [
     # options from a settings dataclass
     "options_from_settings",
     "settings_from_options",
+    # pictures for the HTML report
+    "channel_scores_figure",
+    "plot_figure",
+    "png_from_array",
     # files, images and triggers
     "atomic_write",
     "decode_images",

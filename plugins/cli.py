@@ -336,6 +336,11 @@ def cli() -> None:
 @click.option("--resume", is_flag=True, help="continue an interrupted run from its last epoch")
 @click.option("--overwrite", is_flag=True, help="replace an existing output file")
 @click.option(
+    "--no-html",
+    is_flag=True,
+    help="skip <output>.report.html (and the pictures it needs) beside the JSON report",
+)
+@click.option(
     "--write-unchanged",
     is_flag=True,
     help="write the output even when the defense found nothing to remove (exit status 3 still)",
@@ -352,6 +357,7 @@ def run(
     from purify_backdoor.evaluation import metrics_table
     from purify_backdoor.purification import UNCHANGED_EXIT, PurifyRequest, purify_checkpoint
     from purify_backdoor.report import report_path_for
+    from purify_backdoor.report_html import html_path_for
 
     settings = _plugin_settings(ctx, kwargs, option_pairs)
     context = run_context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
@@ -372,6 +378,7 @@ def run(
         save_format=kwargs["save_format"],
         write_unchanged=kwargs["write_unchanged"],
         out_dir=kwargs["out_dir"],
+        html=not kwargs["no_html"],
     )
     report = purify_checkpoint(request, context, ctx.meta["plugin_entry"])
     if report["metrics"]:
@@ -382,6 +389,8 @@ def run(
     out = Path(report["output"]["path"])
     if report["status"] == "purified":
         click.echo(f"purified model: {out}\nreport: {report_path_for(out)}")
+        if not kwargs["no_html"]:
+            click.echo(f"html report: {html_path_for(report_path_for(out))}")
         return 0
     kept = f"written anyway to {out}" if report["output"]["written"] else "no file was written"
     click.echo(
@@ -611,6 +620,11 @@ def bench_command(grid: Path, out: Path | None, device: str, quiet: bool, **kwar
     help="write models the defense left unchanged too (their status says so)",
 )
 @click.option(
+    "--no-html",
+    is_flag=True,
+    help="no HTML report per model (zoo.html is still written)",
+)
+@click.option(
     "--retry-failed",
     is_flag=True,
     help="run again the models that failed on bad input (otherwise a re-run keeps their row)",
@@ -650,6 +664,7 @@ def zoo_command(
         seed=kwargs["seed"],
         device=kwargs["device"],
         retry_failed=kwargs["retry_failed"],
+        html=not kwargs["no_html"],
     )
     context = RunContext(device=torch.device("cpu"), seed=kwargs["seed"], quiet=kwargs["quiet"])
     if not kwargs["quiet"]:
@@ -673,3 +688,22 @@ def zoo_command(
             f"{first['error']} (log: {kwargs['out'] / first['log']}); the others are in "
             f"{kwargs['out'] / 'zoo.md'}"
         )
+
+
+@cli.command(name="report")
+@click.argument("report_json", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="HTML file  [default: the report's name with .html]",
+)
+def report_command(report_json: Path, out: Path | None) -> None:
+    """Draw the HTML page of a saved JSON report (REPORT_JSON) again."""
+    from purify_backdoor.report_html import html_path_for, read_report, write_report_html
+
+    report = read_report(report_json)
+    target = out or html_path_for(report_json)
+    if target.resolve() == report_json.resolve():
+        raise PurifyError(f"--out {target} is the JSON report itself; choose another path")
+    write_report_html(report, target)
+    click.echo(f"html report: {target}")

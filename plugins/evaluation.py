@@ -46,13 +46,17 @@ def evaluate_model(
     return metrics
 
 
+# Bumped when the shipped evaluators return other entries, so older cache files are not read.
+CACHE_ENTRIES = 2
+
+
 def cached_evaluation(identity: dict[str, Any], compute: Callable[[], dict]) -> dict[str, float]:
     """Metrics of an unchanged model on unchanged data, read back instead of recomputed: every
     defense run on one checkpoint starts by evaluating it, which on a CPU takes longer than some
     defenses. `identity` must pin everything the metrics depend on (model file digest, data
     fingerprint, attack); the installed evaluators and their versions are added here."""
     evaluators = [[e.item.name, e.package, e.version] for e in collect("evaluator").values()]
-    identity = {**identity, "evaluators": evaluators}
+    identity = {**identity, "evaluators": evaluators, "entries": CACHE_ENTRIES}
     path = _cache_path(identity, "json")
     if path.exists():
         return json.loads(path.read_text())["metrics"]
@@ -122,9 +126,15 @@ def metrics_table(columns: dict[str, dict[str, float]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def is_breakdown(name: str) -> bool:
+    """Per-class entries (`class_acc/3`) belong to pictures, not to tables of metrics."""
+    return "/" in name
+
+
 def _ordered_names(columns: dict[str, dict[str, float]]) -> list[str]:
     seen: dict[str, None] = {}
     for column in columns.values():
         for name in column:
-            seen.setdefault(name, None)
+            if not is_breakdown(name):
+                seen.setdefault(name, None)
     return list(seen)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from purify_backdoor.figures import Figure
 from purify_backdoor.options import Option
 
 if TYPE_CHECKING:
@@ -68,6 +69,12 @@ class DefenseJob:
     extra_outputs: dict[str, Callable[[LoadedModel, Path], None]] = field(default_factory=dict)
     # (status, reason) once the defense has said it leaves the model as it is; see leave_unchanged.
     unchanged: tuple[str, str] | None = None
+    # name -> Figure: pictures of what the defense did, for the HTML report (see figures.py).
+    figures: dict[str, Figure] = field(default_factory=dict)
+    # Pictures that need a triggered image: (clean test images, the same images triggered, or
+    # None when the attack is unknown) -> {name: Figure}. The host calls it after the defense
+    # has run, only to draw the report; the defense itself never sees a triggered image.
+    illustrate: Callable[[ImageSet, ImageSet | None], dict[str, Figure]] | None = None
 
     def leave_unchanged(self, status: str, reason: str) -> None:
         """Say the defense ends without changing the model (found no trigger, nothing crossed its

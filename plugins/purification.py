@@ -25,6 +25,7 @@ from purify_backdoor.checkpoints import (
     sibling_path,
 )
 from purify_backdoor.data.clean_subset import clean_subset
+from purify_backdoor.data.imageset import ImageSet
 from purify_backdoor.data.loading import open_data
 from purify_backdoor.errors import PurifyError
 from purify_backdoor.evaluation import (
@@ -33,10 +34,13 @@ from purify_backdoor.evaluation import (
     defense_effectiveness_rating,
     evaluate_model,
 )
+from purify_backdoor.figures import MATPLOTLIB_MISSING, Figure, matplotlib_available
 from purify_backdoor.manager import Registered, lookup, registered
 from purify_backdoor.options import resolve_options
-from purify_backdoor.plugin_types import DefenseJob, RunContext
+from purify_backdoor.plugin_types import AttackSpec, DefenseJob, RunContext, TriggeredSet
 from purify_backdoor.report import build_report, report_path_for
+from purify_backdoor.report_html import html_path_for, write_report_html
+from purify_backdoor.report_pictures import breakdown, strip, strip_examples
 from purify_backdoor.training import predict_logits, remove_workdir, workdir_for
 
 # The exit status of `purify run` when the defense left the model as it was (no trigger found,
@@ -61,6 +65,7 @@ class PurifyRequest:
     save_format: str = "native"
     write_unchanged: bool = False  # write the output even when the defense left the model as is
     out_dir: Path | None = None  # the default output name, in this folder instead of the input's
+    html: bool = True  # also write <output>.report.html, with its pictures
 
 
 def purify_checkpoint(
@@ -90,7 +95,8 @@ def purify_checkpoint(
         suffix: sibling_path(out, writer.suffix, suffix) for suffix in defense.extra_outputs
     }
     companions = [out.with_name(name) for name in writer.companions]
-    for path in (report_out, *companions, *extra_paths.values()):
+    html_out = html_path_for(report_out) if request.html else None
+    for path in (report_out, *companions, *extra_paths.values(), *filter(None, [html_out])):
         check_output_path(path, request.model_path, request.overwrite)
 
     if defense.needs_data and request.data is None:
@@ -178,6 +184,14 @@ def purify_checkpoint(
             path = extra_paths[suffix]
             atomic_write(path, lambda tmp, write=write: write(loaded, tmp))
             extra.append({"path": str(path)} | _file_record(path))
+    pictures, figures = None, {}
+    notes = [] if matplotlib_available() else [f"No plots: {MATPLOTLIB_MISSING}."]
+    if request.html:
+        if test is not None:
+            pictures = _pictures(original, purified, metrics, test, attack, triggered, context)
+            figures, note = _illustrations(job, test, attack, triggered)
+            notes += [note] if note else []
+        figures = job.figures | figures
     report = build_report(
         input={"path": str(request.model_path)}
         | input_record
@@ -203,12 +217,64 @@ def purify_checkpoint(
         attack=None if attack is None else spec_record(attack),
         metrics=metrics,
         details=job.details,
+        pictures=pictures,
+        figures={name: figure.as_record() for name, figure in figures.items()},
+        figure_notes=notes,
         defense_time_s=defense_time,
         wall_time_s=time.perf_counter() - started,
     )
     write_json_atomic(report_out, report)
+    if html_out is not None:
+        try:
+            write_report_html(report, html_out)
+        except Exception as error:  # noqa: BLE001 - the model and its JSON report stand
+            raise PurifyError(
+                f"the purified model and {report_out.name} were written but the HTML page was "
+                f"not ({type(error).__name__}: {error}); draw it with `purify report {report_out}`"
+            ) from None
     remove_workdir(context.workdir)
     return report
+
+
+def _pictures(
+    original: nn.Module,
+    purified: nn.Module,
+    metrics: dict[str, Any],
+    test: ImageSet,
+    attack: AttackSpec | None,
+    triggered: TriggeredSet | None,
+    context: RunContext,
+) -> dict[str, Any]:
+    """Per-class accuracy and triggered destinations before and after, and the example strip,
+    for the HTML report."""
+    examples = strip_examples(test, attack, triggered)
+    target = None if attack is None or attack.options["all_to_all"] else attack.options["target"]
+    return {
+        "classes": list(test.classes),
+        "target": target,
+        "before": breakdown(metrics["before"], test.num_classes),
+        "after": breakdown(metrics["after"], test.num_classes),
+        "strip": strip({"before": original, "after": purified}, examples, context),
+    }
+
+
+def _illustrations(
+    job: DefenseJob,
+    test: ImageSet,
+    attack: AttackSpec | None,
+    triggered: TriggeredSet | None,
+) -> tuple[dict[str, Figure], str | None]:
+    """The defense's pictures that need a triggered image (see DefenseJob.illustrate). A picture
+    that fails to draw is a note in the report, never the loss of a purified model."""
+    if job.illustrate is None:
+        return {}, None
+    clean, stamped = strip_examples(test, attack, triggered)
+    if attack is None:
+        stamped = None  # a stored triggered image is not the same image as the clean one
+    try:
+        return job.illustrate(clean, stamped), None
+    except Exception as error:  # noqa: BLE001 - a plugin's drawing code must not cost the run
+        return {}, f"the defense's pictures could not be drawn ({type(error).__name__}: {error})"
 
 
 def check_unchanged(original: nn.Module, returned: nn.Module, defense: str) -> None:

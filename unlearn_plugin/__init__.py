@@ -24,6 +24,7 @@ from purify_backdoor import (
 )
 from purify_backdoor.unlearn.generator import FORMS, TriggerGenerator
 from purify_backdoor.unlearn.recovery import RecoverySettings, recover_triggers, sample_triggers
+from purify_backdoor.unlearn.trigger_figure import trigger_figure
 from purify_backdoor.unlearn.unlearning import UnlearnSettings, unlearn
 
 TRIGGERS = ".triggers"
@@ -109,8 +110,13 @@ def run(job: DefenseJob) -> nn.Module:
     held_out = (images[held], labels[held])
     candidates = candidate_labels(options["labels"], job.num_classes)
     model = job.model.eval()
-    pool, scan = recover_triggers(model, images[train], held_out, candidates, recovery, job.context)
+    pool, scan, scanned = recover_triggers(
+        model, images[train], held_out, candidates, recovery, job.context
+    )
     job.details["baeraser"] = scan
+    figure = trigger_figure(scanned, scan, job.context.device)
+    if figure is not None:
+        job.figures["triggers"] = figure
     if not pool:
         label, form, index = max(
             ((label, form, index) for label, row in scan["labels"].items()

@@ -176,13 +176,18 @@ def trained_generator(
     return net.to(context.device).eval(), result["success"]
 
 
+# label -> form -> the generator of the first staircase step
+Scanned = dict[int, dict[str, TriggerGenerator]]
+
+
 def recover_triggers(
     model: nn.Module, images: torch.Tensor, held_out: tuple[torch.Tensor, torch.Tensor],
     candidates: list[int], settings: RecoverySettings, context: RunContext,
-) -> tuple[dict[int, list[TriggerGenerator]], dict]:  # fmt: skip
-    """The trigger pool (label -> its kept generators, one per staircase step that passed) and
-    what the scan saw: per label its chosen form, every generator's success, its anomaly index in
-    each form and whether it was kept; each form's rule (median and MAD); the kept labels."""
+) -> tuple[dict[int, list[TriggerGenerator]], dict, Scanned]:  # fmt: skip
+    """The trigger pool (label -> its kept generators, one per staircase step that passed), what
+    the scan saw (per label its chosen form, every generator's success, its anomaly index in each
+    form and whether it was kept; each form's rule (median and MAD); the kept labels), and the
+    first staircase step's generator of every label and form (what the report pictures)."""
     model.eval()
     first_step: dict[int, dict[str, tuple[TriggerGenerator, float]]] = {}
     bar = context.progress(
@@ -235,4 +240,8 @@ def recover_triggers(
         },
         "kept_labels": sorted(pool),
     }
-    return pool, scan
+    scanned = {
+        label: {form: net for form, (net, _) in forms.items()}
+        for label, forms in first_step.items()
+    }
+    return pool, scan, scanned

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from purify_backdoor.bench.grid import load_grid
-from purify_backdoor.bench.plots import matplotlib_available, write_plots
+from purify_backdoor.bench.page import write_html
+from purify_backdoor.bench.plots import write_plots
 from purify_backdoor.bench.results import collect_rows, write_markdown, write_rows
 from purify_backdoor.bench.runner import Failure, run_grid
 from purify_backdoor.executors import Executor, LocalExecutor
+from purify_backdoor.figures import matplotlib_available
 from purify_backdoor.plugin_types import RunContext
 
 
@@ -44,6 +46,6 @@ def run_bench(
     table = write_markdown(grid, rows, out)
     written = [*write_rows(rows, out), table]
     plotted = matplotlib_available()
-    if plotted:
-        written += write_plots(grid, rows, out)
+    plots = write_plots(grid, rows, out) if plotted else []
+    written += [*plots, write_html(grid, rows, out, plots)]
     return BenchRun(rows, written, table, failures, plotted)

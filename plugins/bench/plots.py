@@ -13,14 +13,6 @@ from purify_backdoor.bench.grid import Grid
 MARKERS = "osD^vP*Xph<>"
 
 
-def matplotlib_available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def write_plots(grid: Grid, rows: list[dict[str, Any]], out: Path) -> list[Path]:
     import matplotlib
 

@@ -28,6 +28,7 @@ from purify_backdoor import (
     Option,
     PurifyError,
     RunContext,
+    channel_scores_figure,
     check_finite_loss,
     hookimpl,
     random_crop_flip,
@@ -160,6 +161,17 @@ def run(job: DefenseJob) -> nn.Module:
         "mask_quantiles": {str(q): float(values.quantile(q)) for q in (0.01, 0.05, 0.25, 0.5)},
         "pruned": {name: index for name, index in pruned.items() if index},
     }
+    figure = channel_scores_figure(
+        f"ANP's mask of each BatchNorm neuron after {options['iterations']} steps of adversarial "
+        f"neuron perturbation; neurons at or below {options['threshold']:g} (the dash) are "
+        f"pruned (red).",
+        {name: mask.tolist() for name, mask in masks.items()},
+        pruned,
+        dict.fromkeys(masks, options["threshold"]),
+        "mask value",
+    )
+    if figure is not None:
+        job.figures["pruned"] = figure
     if job.details["anp"]["pruned_neurons"] == 0:
         job.leave_unchanged(
             "nothing pruned", f"no neuron's mask ended at or below {options['threshold']}"

@@ -11,7 +11,7 @@ import copy
 import torch
 from torch import fx, nn
 
-from purify_backdoor import Defense, DefenseJob, Option, hookimpl
+from purify_backdoor import Defense, DefenseJob, Figure, Option, channel_scores_figure, hookimpl
 
 
 def conv_bn_pairs(model: nn.Module) -> tuple[list[tuple[str, nn.Conv2d, nn.BatchNorm2d]], str]:
@@ -65,9 +65,31 @@ def clp_prune(model: nn.Module, u: float) -> dict[str, object]:
     }
 
 
+def bounds_figure(
+    bounds: dict[str, torch.Tensor], pruned: dict[str, list[int]], u: float
+) -> Figure | None:
+    """Every channel's UCLC per layer, the layer's mean + u * std as a dash, pruned in red."""
+    return channel_scores_figure(
+        f"Upper bound of each channel's Lipschitz constant (UCLC) per BatchNorm layer; channels "
+        f"above their layer's mean + {u:g} std (the dash) are pruned (red).",
+        {name: values.tolist() for name, values in bounds.items()},
+        pruned,
+        {name: float(values.mean() + u * values.std()) for name, values in bounds.items()},
+        "UCLC",
+        log=True,
+    )
+
+
 def run(job: DefenseJob) -> nn.Module:
     model = copy.deepcopy(job.model).cpu().eval()
+    with torch.no_grad():
+        bounds = {
+            name: channel_lipschitz_bounds(conv, bn) for name, conv, bn in conv_bn_pairs(model)[0]
+        }
     job.details["clp"] = clp_prune(model, job.options["u"])
+    figure = bounds_figure(bounds, job.details["clp"]["pruned"], job.options["u"])
+    if figure is not None:
+        job.figures["pruned"] = figure
     if job.details["clp"]["pruned_channels"] == 0:
         job.leave_unchanged(
             "nothing pruned",

@@ -18,6 +18,8 @@ from purify_backdoor.purification import UNCHANGED_EXIT
 # How long a job stopped by Ctrl-C gets to save its state and exit before it is killed.
 STOP_GRACE_S = 30.0
 INTERRUPTED_EXIT = 130
+JOB_ENV = "PURIFY_JOB"  # set in every job's environment (see __main__.py)
+STOP_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def job_environment(threads: int, gpus: str | None) -> dict[str, str]:
     """The job's environment: this one, with its thread count (results are bit-identical only
     between runs with the same count) and, when given, the GPUs it may see. A thread count the
     user set in OMP_NUM_THREADS wins."""
-    env = dict(os.environ)
+    env = dict(os.environ, **{JOB_ENV: "1"})
     env.setdefault("OMP_NUM_THREADS", str(threads))
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpus
@@ -111,14 +113,29 @@ def error_line(log: Path, exit_code: int) -> str:
     return (errors or lines[1:] or [f"exit status {exit_code}"])[-1].removeprefix("Error: ")
 
 
+def stop_file(job: Job) -> Path:
+    """A file beside the job's log whose appearance asks a remote job to stop the Ctrl-C way: a
+    driver reaches a job on another node through the shared filesystem, and the job then ends
+    as a normal task, its state kept, instead of being killed with its worker."""
+    return job.log.with_name(job.log.name + ".stop")
+
+
 def run_job(job: Job, threads: int, gpus: str | None = None) -> Outcome:
-    """Run a job to its end in this process's place (what a Ray task does). An interruption
-    (Ray's cancel raises KeyboardInterrupt here) stops the job the Ctrl-C way and passes on."""
+    """Run a job to its end in this process's place (what a Ray task does). It is stopped the
+    Ctrl-C way when its stop file appears, or when an interruption reaches this process."""
     gpus = gpus if gpus is not None else os.environ.get("CUDA_VISIBLE_DEVICES")
     started = time.time()
+    if stop_file(job).exists():  # stopped before it started
+        return Outcome(job.key, INTERRUPTED_EXIT, "interrupted", started, started, gpus)
     process = start_job(job, job_environment(threads, gpus))
     try:
-        exit_code = process.wait()
+        while True:
+            try:
+                exit_code = process.wait(timeout=STOP_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                if stop_file(job).exists():
+                    stop_job(process)
     except BaseException:
         stop_job(process)
         raise

@@ -1,7 +1,9 @@
 """The Ray executor: one Ray task per job on a local Ray instance (started on demand) or on an
 existing cluster (`--address`, or RAY_ADDRESS). Tasks receive paths and arguments, never tensors,
 so every node must see the same files at the same paths (a shared filesystem) and have purify
-installed; the driver gathers the outcomes and alone writes summaries."""
+installed; the driver gathers the outcomes and alone writes summaries. On Ctrl-C the driver asks
+each running job to stop through a file beside its log (see `stop_file`), waits for the tasks to
+end, and cancels only those that do not."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from purify_backdoor.errors import PurifyError
-from purify_backdoor.executors.job import STOP_GRACE_S, Job, Outcome, run_job
+from purify_backdoor.executors.job import STOP_GRACE_S, Job, Outcome, run_job, stop_file
 
 EXTRA = "pip install 'purify-backdoor[ray]'"
+WAIT_S = 0.5
 
 
 def import_ray() -> Any:
@@ -65,20 +68,27 @@ class RayExecutor:
         threads = max(1, int(self.cpus))
         flying, outcomes = {}, []
         cap = self.jobs or len(pending) or 1
+        for job in pending:
+            stop_file(job).unlink(missing_ok=True)  # left by an interrupted run
         try:
             while pending or flying:
                 while pending and len(flying) < cap:
                     job = pending.pop(0)
                     flying[task.remote(job, threads)] = job
-                (ready,), _ = ray.wait(list(flying), num_returns=1)
-                job = flying.pop(ready)
-                outcome = self._gather(ray, ready, job)
+                ready: list = []
+                while not ready:  # short waits: a Ctrl-C is seen between them, not after a task
+                    ready, _ = ray.wait(list(flying), num_returns=1, timeout=WAIT_S)
+                job = flying.pop(ready[0])
+                outcome = self._gather(ray, ready[0], job)
                 outcomes.append(outcome)
                 on_done(outcome)
         except BaseException:
-            for ref in flying:
-                ray.cancel(ref)  # raises KeyboardInterrupt in the task, which stops its job
-            ray.wait(list(flying), num_returns=len(flying), timeout=STOP_GRACE_S)
+            for job in flying.values():  # each running job stops the Ctrl-C way, its state kept
+                stop_file(job).touch()
+            if flying:
+                _, left = ray.wait(list(flying), num_returns=len(flying), timeout=STOP_GRACE_S)
+                for ref in left:
+                    ray.cancel(ref)
             raise
         finally:
             if started_here:

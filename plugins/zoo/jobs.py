@@ -46,6 +46,7 @@ class ZooRequest:
     seed: int = 0
     device: str = "auto"
     retry_failed: bool = False
+    html: bool = True  # an HTML report per model (zoo.html is written either way)
 
 
 def model_folder(model: ZooModel, out: Path) -> Path:
@@ -71,6 +72,7 @@ def model_command(model: ZooModel, request: ZooRequest) -> list[str]:
     command += ["--arch", arch] if arch else []
     command += ["--trust-checkpoint"] if request.trust_checkpoint else []
     command += ["--write-unchanged"] if request.write_unchanged else []
+    command += [] if request.html else ["--no-html"]
     return command
 
 

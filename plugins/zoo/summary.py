@@ -9,13 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from purify_backdoor.atomic import atomic_write, write_csv_atomic, write_json_atomic
+from purify_backdoor.overview_html import (
+    OUTCOME_HEADER,
+    asr_vs_clean,
+    link,
+    outcome_cells,
+    overview_page,
+    write_page,
+)
 from purify_backdoor.report import report_summary
+from purify_backdoor.report_html import esc, html_path_for
 from purify_backdoor.zoo.inventory import ZooModel
 from purify_backdoor.zoo.jobs import LOG, failure_record, model_folder, report_of
 
 COLUMNS = (
-    "name", "model", "format", "status", "clean_acc_before", "asr_before", "clean_acc", "asr",
-    "der", "defense_time_s", "wall_time_s", "peak_rss_mib", "error", "report", "log",
+    "name", "model", "format", "attack", "status", "clean_acc_before", "asr_before", "clean_acc",
+    "asr", "der", "defense_time_s", "wall_time_s", "peak_rss_mib", "error", "report", "html", "log",
 )  # fmt: skip
 FAILED_STATUS = "failed"
 PENDING_STATUS = "not run"
@@ -33,9 +42,12 @@ def model_row(model: ZooModel, out: Path, finished: bool) -> dict[str, Any]:
         report = json.loads(report_file.read_text())
         summary = report_summary(report)
         row |= {key: value for key, value in summary.items() if key in row}
+        page = html_path_for(report_file)
         row |= {
             "format": report["input"].get("format"),
+            "attack": (report.get("attack") or {}).get("name"),
             "report": str(report_file.relative_to(out)),
+            "html": str(page.relative_to(out)) if page.exists() else None,
         }
         return row
     failure = failure_record(model, out)
@@ -49,12 +61,36 @@ def model_row(model: ZooModel, out: Path, finished: bool) -> dict[str, Any]:
 
 
 def write_summary(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    paths = [out / "zoo.csv", out / "zoo.json", out / "zoo.md"]
+    paths = [out / "zoo.csv", out / "zoo.json", out / "zoo.md", out / "zoo.html"]
     write_csv_atomic(paths[0], rows, COLUMNS)
     write_json_atomic(paths[1], rows)
     text = markdown(rows)
     atomic_write(paths[2], lambda tmp: Path(tmp).write_text(text))
+    write_page(paths[3], html_page(rows, text.splitlines()[0]))
     return paths
+
+
+def html_page(rows: list[dict[str, Any]], tally: str) -> str:
+    """zoo.html: the rows, each model linked to its own report page, and per attack the models'
+    move in ASR against clean accuracy."""
+    attacks = sorted({row["attack"] for row in rows if row["attack"]})
+    figures = [
+        asr_vs_clean([row | {"label": row["name"]} for row in rows if row["attack"] == a], a)
+        for a in attacks
+    ]
+    header = ["model", "attack", *OUTCOME_HEADER, "time (s)", "error"]
+    body = [
+        [
+            link(row["name"], row["html"]),
+            esc(row["attack"] or "-"),
+            *outcome_cells(row),
+            "-" if row["wall_time_s"] is None else f"{row['wall_time_s']:.0f}",
+            esc(row["error"] or ""),
+        ]
+        for row in rows
+    ]
+    plots = [figure for figure in figures if figure]
+    return overview_page("purify zoo", tally, header, body, plots, numeric_to=len(header) - 1)
 
 
 def _percent(value: float | None) -> str:

@@ -51,7 +51,7 @@ def test_scan_finds_the_planted_target_and_only_it():
         trigger="patch", hidden=64, steps=120, batch_size=64, staircase=(0.5, 0.8), tau=0.8
     )
     context = RunContext(torch.device("cpu"), seed=0, quiet=True)
-    pool, scan = recover_triggers(victim, images, held_out, [2, 5], settings, context)
+    pool, scan, _ = recover_triggers(victim, images, held_out, [2, 5], settings, context)
     assert sorted(pool) == [5] and len(pool[5]) == 2 and scan["kept_labels"] == [5]
     success = {label: row["success"]["patch"] for label, row in scan["labels"].items()}
     assert success["5"]["beta=0.5"] >= 0.8 > success["2"]["beta=0.5"]
@@ -103,7 +103,7 @@ def test_the_additive_form_recovers_a_full_image_trigger_the_patch_cannot():
     images, held_out = flat_images(256), (flat_images(128), torch.randint(0, 10, (128,)))
     settings = RecoverySettings(hidden=64, steps=400, batch_size=64, staircase=(0.5,), tau=0.8)
     context = RunContext(torch.device("cpu"), seed=0, quiet=True)
-    pool, scan = recover_triggers(victim, images, held_out, [2, 5], settings, context)
+    pool, scan, _ = recover_triggers(victim, images, held_out, [2, 5], settings, context)
     target = scan["labels"]["5"]
     assert scan["kept_labels"] == [5] and target["form"] == "additive"
     assert target["success"]["additive"]["beta=0.5"] >= 0.8
@@ -120,7 +120,7 @@ def test_every_staircase_step_is_checked_against_the_rule(monkeypatch):
     monkeypatch.setattr(recovery, "trained_generator", fake)
     settings = RecoverySettings(trigger="patch", staircase=(0.5, 0.8, 0.9), tau=0.8, anomaly=0)
     context = RunContext(torch.device("cpu"), seed=0, quiet=True)
-    pool, scan = recover_triggers(nn.Identity(), None, None, [2, 5], settings, context)
+    pool, scan, _ = recover_triggers(nn.Identity(), None, None, [2, 5], settings, context)
     assert sorted(pool) == [5] and len(pool[5]) == 2  # step 1 (0.3 < tau) is dropped
     assert scan["labels"]["5"]["success"]["patch"] == {
         "beta=0.5": 0.9, "beta=0.8": 0.3, "beta=0.9": 0.95
@@ -141,7 +141,7 @@ def test_each_form_is_judged_among_its_own_labels(monkeypatch):
     monkeypatch.setattr(recovery, "trained_generator", fake)
     settings = RecoverySettings(staircase=(0.5,), tau=0.8, anomaly=2.0)
     context = RunContext(torch.device("cpu"), seed=0, quiet=True)
-    pool, scan = recover_triggers(nn.Identity(), None, None, list(range(10)), settings, context)
+    pool, scan, _ = recover_triggers(nn.Identity(), None, None, list(range(10)), settings, context)
     assert scan["kept_labels"] == [5] and pool[5][0].form == "patch"
     assert scan["labels"]["5"]["anomaly_index"]["patch"] > 2
     pooled = PoolRule.from_success(

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from purify_backdoor.bench.plots import matplotlib_available
+from purify_backdoor.figures import matplotlib_available
 from tests.plugins.test_cli import assert_one_line_error, invoke
 
 GRID = """
@@ -60,6 +60,8 @@ def test_bench_runs_the_grid_and_writes_every_output(grid):
     if matplotlib_available():
         for name in ("asr_vs_clean.png", "time.png"):
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "results.html").read_text()
+    assert 'href="cells/given/clp-seed0.pth.tar.report.html"' in page
 
     stamp = (out / "cells" / "given" / "clp-seed0.pth.tar").stat().st_mtime_ns
     again = invoke("bench", grid, "--device", "cpu", "-q")

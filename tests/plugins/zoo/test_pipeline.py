@@ -105,6 +105,9 @@ def test_one_job_at_a_time_purifies_the_good_models_and_reports_the_corrupt_one(
     assert most_at_once(run.outcomes) == 1
     assert list(csv.DictReader((out / "zoo.csv").open()))[3]["status"] == "failed"
     assert "4 models: 1 failed, 3 purified" in (out / "zoo.md").read_text()
+    page = (out / "zoo.html").read_text()
+    assert f'href="{by_name["a"]["html"]}"' in page and (out / by_name["a"]["html"]).is_file()
+    assert "data:image/png;base64," in page  # the ASR-against-clean plot of the badnet models
 
 
 def test_a_rerun_submits_nothing_and_keeps_the_rows(zoo, reference):
