@@ -113,17 +113,18 @@ def save_checkpoint(adapter: Adapter, loaded: LoadedModel, model: nn.Module, out
     atomic_write(out, lambda tmp: adapter.save(loaded, model, tmp))
 
 
-def _files(path: Path) -> list[Path]:
+def checkpoint_files(path: Path) -> list[Path]:
+    """A checkpoint's files: itself, or every file of a folder format, in a stable order."""
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
 
 
 def disk_bytes(path: Path) -> int:
-    return sum(file.stat().st_size for file in _files(path))
+    return sum(file.stat().st_size for file in checkpoint_files(path))
 
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    for file in _files(path):
+    for file in checkpoint_files(path):
         with file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)

@@ -45,12 +45,16 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        """Purified, or left unchanged by a defense that found nothing: both are results."""
-        return self.exit_code in (0, UNCHANGED_EXIT)
+        return is_result(self.exit_code)
 
     @property
     def seconds(self) -> float:
         return self.ended - self.started
+
+
+def is_result(exit_code: int) -> bool:
+    """Purified, or left unchanged by a defense that found nothing: both are results."""
+    return exit_code in (0, UNCHANGED_EXIT)
 
 
 def job_environment(threads: int, gpus: str | None) -> dict[str, str]:
@@ -95,7 +99,7 @@ def stop_job(process: subprocess.Popen) -> None:
 
 
 def finish_job(job: Job, exit_code: int, started: float, gpus: str | None) -> Outcome:
-    error = None if exit_code in (0, UNCHANGED_EXIT) else error_line(job.log, exit_code)
+    error = None if is_result(exit_code) else error_line(job.log, exit_code)
     return Outcome(job.key, exit_code, error, started, time.time(), gpus)
 
 

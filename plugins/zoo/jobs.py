@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from purify_backdoor.atomic import write_json_atomic
+from purify_backdoor.checkpoints import checkpoint_files
 from purify_backdoor.executors.job import (
     Job,
     Outcome,
@@ -137,8 +138,7 @@ def record_outcome(model: ZooModel, request: ZooRequest, outcome: Outcome) -> No
 def input_stamp(path: Path) -> dict[str, int] | None:
     """Size and modification time: a model file replaced since its failure is tried again."""
     try:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        stats = [file.stat() for file in files]
+        stats = [file.stat() for file in checkpoint_files(path)]
     except OSError:
         return None
     return {
