@@ -2,9 +2,12 @@
 `num_classes`, `model` (a state dict, maybe with a `module.` prefix), `data_path`, `img_size`,
 `clean_data`, `bd_train` and `bd_test`. Normalization lives in BackdoorBench's data transform
 (`get_dataset_normalization`); we wrap it around the network. When the record folder holds the
-poisoned test images (`bd_test_dataset/<label>/<index>.png`), they give ASR without an attack spec.
-The purified model is written in the same container, plus `defense_result.pt` as BackdoorBench
-defenses write it (`model_name`, `num_classes`, `model`)."""
+poisoned test images (`bd_test_dataset/<label>/<index>.png`; LIRA's `bd_test_dataset_stage_one/`),
+they give ASR without an attack spec. Records are pickled by BackdoorBench's torch 1.11 / numpy 1.x
+(`numpy.core.multiarray` names, np.int64 `data_dict` keys); `CheckpointSource` allows exactly those.
+The purified model is written in the same container, plus `defense/<defense>/defense_result.pt`
+(`model_name`, `num_classes`, `model`) where BackdoorBench's `save_defense_result` puts it and its
+`analysis/` scripts read it (checked against SCLBD/BackdoorBench f02e353)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from purify_backdoor import (
@@ -24,12 +26,12 @@ from purify_backdoor import (
     Normalized,
     PurifyError,
     TriggeredSet,
-    atomic_write,
     build_with_weights,
     cpu_state_dict,
     decode_images,
     hookimpl,
     output_classes,
+    write_torch_file,
 )
 
 REQUIRED_KEYS = {"model_name", "num_classes", "model", "img_size", "clean_data", "bd_test"}
@@ -43,7 +45,9 @@ NORMALIZATION = {
     "celeba": IDENTITY,
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
-DEFENSE_RESULT = "defense_result.pt"
+DEFENSE_RESULT = "defense/{defense}/defense_result.pt"
+RESIZED_VIT = "resize224-"  # the registry's name for nn.Sequential(Resize(224), vit)
+POISONED_TEST_FOLDER = "bd_test_dataset"  # LIRA: bd_test_dataset_stage_one
 
 
 def detect(source: CheckpointSource) -> bool:
@@ -59,7 +63,7 @@ def load(source: CheckpointSource) -> LoadedModel:
         raise PurifyError(f"{source.path}: unknown BackdoorBench data set '{dataset}' ({known})")
     state = {key.removeprefix(PREFIX): value for key, value in record["model"].items()}
     classes = int(record["num_classes"])
-    network = build_with_weights(record["model_name"], state, source.path)
+    network = build_with_weights(_arch(record["model_name"], state), state, source.path)
     if output_classes(state) != classes:
         raise PurifyError(
             f"{source.path}: num_classes is {classes} but the weights have "
@@ -75,6 +79,13 @@ def load(source: CheckpointSource) -> LoadedModel:
         container=record,
         triggered=read_poisoned_test_set(record["bd_test"], source.path.parent, classes),
     )
+
+
+def _arch(model_name: str, state: dict) -> str:
+    """BackdoorBench wraps its ViTs as `nn.Sequential(Resize(224), vit)`: keys start with `1.`."""
+    if model_name.startswith("vit_") and all(key.startswith("1.") for key in state):
+        return RESIZED_VIT + model_name
+    return model_name
 
 
 def read_poisoned_test_set(state: Any, record_folder: Path, classes: int) -> TriggeredSet | None:
@@ -102,10 +113,11 @@ def read_poisoned_test_set(state: Any, record_folder: Path, classes: int) -> Tri
 
 
 def _local_path(stored: Path, record_folder: Path) -> Path | None:
-    """Paths are stored as they were on the attacker's machine: re-anchor at the record folder."""
-    if "bd_test_dataset" in stored.parts:
-        relative = stored.parts[stored.parts.index("bd_test_dataset") :]
-        candidate = record_folder.joinpath(*relative)
+    """Paths are stored as they were on the attacker's machine (relative to where it ran, or
+    absolute): re-anchor them at the record folder."""
+    folders = [i for i, part in enumerate(stored.parts) if part.startswith(POISONED_TEST_FOLDER)]
+    if folders:
+        candidate = record_folder.joinpath(*stored.parts[folders[-1] :])
         if candidate.is_file():
             return candidate
     return stored if stored.is_file() else None
@@ -120,15 +132,18 @@ def _stored_state(loaded: LoadedModel, model: nn.Module) -> dict:
 
 
 def save(loaded: LoadedModel, model: nn.Module, path: Path) -> None:
-    state = _stored_state(loaded, model)
-    torch.save({**loaded.container, "model": state}, path)
+    record = {**loaded.container, "model": _stored_state(loaded, model)}
+    write_torch_file(record, path, loaded.legacy)
+
+
+def save_defense_result(loaded: LoadedModel, model: nn.Module, entry: str, path: Path) -> None:
+    """The keys of BackdoorBench's `save_defense_result`; its loader returns this dict as is."""
     defense = {
         "model_name": loaded.container["model_name"],
         "num_classes": loaded.container["num_classes"],
-        "model": state,
+        "model": _stored_state(loaded, model),
     }
-    final = path.parent / DEFENSE_RESULT
-    atomic_write(final, lambda tmp: torch.save(defense, tmp))
+    write_torch_file(defense, path, loaded.legacy)
 
 
 @hookimpl
@@ -136,11 +151,13 @@ def register_adapters(register):
     register(
         Adapter(
             name="backdoorbench",
-            description="BackdoorBench attack_result.pt (+ record); also writes defense_result.pt",
+            description="BackdoorBench attack_result.pt (+ record); also writes "
+            "defense/<defense>/defense_result.pt",
             detect=detect,
             load=load,
             save=save,
             suffix=".pt",
             companions=(DEFENSE_RESULT,),
+            save_companion=save_defense_result,
         )
     )

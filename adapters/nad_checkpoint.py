@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from purify_backdoor import (
@@ -19,6 +18,7 @@ from purify_backdoor import (
     cpu_state_dict,
     hookimpl,
     wideresnet_shape,
+    write_torch_file,
 )
 
 ATTACK_KEY = "purify_attack"
@@ -58,7 +58,7 @@ def save(loaded: LoadedModel, model: nn.Module, path: Path) -> None:
     container["state_dict"] = cpu_state_dict(model)
     if loaded.attack is not None:
         container[ATTACK_KEY] = loaded.attack
-    torch.save(container, path)
+    write_torch_file(container, path, loaded.legacy)
 
 
 @hookimpl

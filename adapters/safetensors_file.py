@@ -52,14 +52,19 @@ def load(source: CheckpointSource) -> LoadedModel:
         raise PurifyError(f"{source.path} does not record its architecture; pass --arch NAME")
     model = build_with_weights(arch, state_dict, source.path)
     mean, std = record.get("mean"), record.get("std")
+    bgr, scale = bool(record.get("bgr", False)), float(record.get("scale", 1.0))
     convention = InputConvention(
         size=tuple(record.get("size", (32, 32))),
         num_classes=output_classes(state_dict),
         mean=tuple(mean) if mean else None,
         std=tuple(std) if std else None,
+        bgr=bgr,
+        scale=scale,
     )
+    wrapped = (mean and std) or bgr or scale != 1.0
+    mean, std = mean or (0.0, 0.0, 0.0), std or (1.0, 1.0, 1.0)
     return LoadedModel(
-        model=Normalized(model, mean, std) if mean and std else model,
+        model=Normalized(model, mean, std, bgr=bgr, scale=scale) if wrapped else model,
         convention=convention,
         arch=arch,
         format="safetensors",
@@ -74,6 +79,8 @@ def save(loaded: LoadedModel, model: nn.Module, path: Path) -> None:
         "size": list(convention.size),
         "mean": list(convention.mean) if convention.mean else None,
         "std": list(convention.std) if convention.std else None,
+        "bgr": convention.bgr,
+        "scale": convention.scale,
         "attack": loaded.attack,
         "source_format": loaded.format,
     }

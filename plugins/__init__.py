@@ -13,7 +13,7 @@ from purify_backdoor.atomic import atomic_write
 from purify_backdoor.attack_spec import triggered_test_set
 from purify_backdoor.backdoor_training import TrainRequest, train_backdoored
 from purify_backdoor.checkpoint_evaluation import EvalRequest, evaluate_checkpoint
-from purify_backdoor.checkpoint_source import CheckpointSource
+from purify_backdoor.checkpoint_source import CheckpointSource, write_torch_file
 from purify_backdoor.data.imageset import ImageSet
 from purify_backdoor.data.loading import decode_images
 from purify_backdoor.data.synthetic import synthetic_images
@@ -29,11 +29,12 @@ from purify_backdoor.evaluation import metrics_table
 from purify_backdoor.executors import make_executor
 from purify_backdoor.figures import Figure, channel_scores_figure, plot_figure, png_from_array
 from purify_backdoor.hookspecs import hookimpl
-from purify_backdoor.models.normalized import Normalized, cpu_state_dict, unwrap
+from purify_backdoor.models.normalized import InputWrapper, Normalized, cpu_state_dict, unwrap
 from purify_backdoor.models.registry import (
     build_model,
     build_with_weights,
     output_classes,
+    recognise_architecture,
     weight_mismatches,
 )
 from purify_backdoor.models.wideresnet import wideresnet_shape
@@ -102,11 +103,13 @@ __all__ = [
     "frozen",
     "predict_logits",
     # networks and their weights
+    "InputWrapper",
     "Normalized",
     "build_model",
     "build_with_weights",
     "cpu_state_dict",
     "output_classes",
+    "recognise_architecture",
     "unwrap",
     "weight_mismatches",
     "wideresnet_shape",
@@ -122,6 +125,7 @@ __all__ = [
     "decode_images",
     "pgd_away_from_label",
     "triggered_test_set",
+    "write_torch_file",
     "synthetic_images",
     # the library: what the commands run, callable from Python
     "EvalRequest",

@@ -10,9 +10,16 @@ from typing import Any
 import numpy as np
 import torch
 
-# numpy arrays are plain data; BackdoorBench records hold them. torch documents this allow-list.
+# numpy arrays and scalars are plain data; BackdoorBench records hold them (`bd_test`'s data_dict
+# keys are np.int64). torch matches allowed globals by the dotted name in the pickle, and records
+# written under numpy 1.x (BackdoorBench pins torch 1.11) spell the module `numpy.core`, not
+# `numpy._core`: both spellings of exactly these two functions are allowed, nothing else of numpy.
+_MULTIARRAY = np._core.multiarray
 SAFE_NUMPY_GLOBALS = [
-    np._core.multiarray._reconstruct,
+    _MULTIARRAY._reconstruct,
+    _MULTIARRAY.scalar,
+    (_MULTIARRAY._reconstruct, "numpy.core.multiarray._reconstruct"),
+    (_MULTIARRAY.scalar, "numpy.core.multiarray.scalar"),
     np.ndarray,
     np.dtype,
     *(getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")),
@@ -22,12 +29,19 @@ SAFE_NUMPY_GLOBALS = [
 class CheckpointSource:
     """A checkpoint path, read at most once. `payload()` never unpickles code: it uses
     `torch.load(weights_only=True)` (numpy arrays allowed); adapters that need more must check
-    `trust`."""
+    `trust`. `arch` and `trojai_round` are the user's flags, for adapters that need them."""
 
-    def __init__(self, path: Path, trust: bool = False, arch: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        trust: bool = False,
+        arch: str | None = None,
+        trojai_round: str | None = None,
+    ) -> None:
         self.path = Path(path)
         self.trust = trust
         self.arch = arch
+        self.trojai_round = trojai_round
         self._payload: Any = None
         self._error: str | None = None
         self._read = False
@@ -40,6 +54,15 @@ class CheckpointSource:
             return False
         with zipfile.ZipFile(self.path) as archive:
             return any("/code/" in name for name in archive.namelist())
+
+    @property
+    def is_legacy(self) -> bool:
+        """A torch file written before torch 1.6 (or with `_use_new_zipfile_serialization=False`):
+        a bare pickle stream, not a zip archive. Adapters write such an input back the same way."""
+        if not self.path.is_file():
+            return False
+        with self.path.open("rb") as handle:
+            return handle.read(4) != b"PK\x03\x04" and self.payload() is not None
 
     def payload(self) -> Any:
         """The safely loaded object, or None when the file is not a weights-only torch file."""
@@ -55,8 +78,7 @@ class CheckpointSource:
                     with torch.serialization.safe_globals(SAFE_NUMPY_GLOBALS):
                         self._payload = torch.load(self.path, map_location="cpu", weights_only=True)
                 except Exception as error:  # noqa: BLE001 - any failure means "not this format"
-                    first = (str(error).splitlines() or [""])[0][:200]
-                    self._error = f"{type(error).__name__}: {first}"
+                    self._error = f"{type(error).__name__}: {_gist(str(error))}"
         return self._payload
 
     def _zip_damage(self) -> str | None:
@@ -79,3 +101,16 @@ class CheckpointSource:
     def load_error(self) -> str | None:
         self.payload()
         return self._error
+
+
+def _gist(message: str) -> str:
+    """torch's weights-only refusal is a page of advice; the line naming the global is the gist."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    named = [line for line in lines if "Unsupported global" in line]
+    return ((named or lines or [""])[0])[:200]
+
+
+def write_torch_file(obj: Any, path: Path, legacy: bool = False) -> None:
+    """`torch.save`, in the pre-1.6 format when the input came in it (`LoadedModel.legacy`), so a
+    tool that reads only that format still reads the purified file."""
+    torch.save(obj, path, _use_new_zipfile_serialization=not legacy)

@@ -15,14 +15,18 @@ from purify_backdoor.plugin_types import Adapter, LoadedModel
 
 
 def open_checkpoint(
-    path: Path, format: str = "auto", trust: bool = False, arch: str | None = None
+    path: Path,
+    format: str = "auto",
+    trust: bool = False,
+    arch: str | None = None,
+    trojai_round: str | None = None,
 ) -> tuple[Adapter, LoadedModel]:
     path = Path(path)
     if not path.exists():
         raise PurifyError(f"model file {path} does not exist; check the path")
     if path.is_file() and path.stat().st_size == 0:
         raise PurifyError(f"model file {path} is empty; download or copy it again")
-    source = CheckpointSource(path, trust=trust, arch=arch)
+    source = CheckpointSource(path, trust=trust, arch=arch, trojai_round=trojai_round)
     damage = source.load_error
     if damage and damage.startswith("the file is"):
         raise PurifyError(f"cannot read the checkpoint {path}: {damage}; download or copy it again")
@@ -57,7 +61,9 @@ def _detects(adapter: Adapter, source: CheckpointSource) -> bool:
 def _load(adapter: Adapter, source: CheckpointSource) -> LoadedModel:
     """A file that passes detection but holds malformed entries is an input error, not a crash."""
     try:
-        return adapter.load(source)
+        loaded = adapter.load(source)
+        loaded.legacy = source.is_legacy
+        return loaded
     except PurifyError:
         raise
     except Exception as error:  # noqa: BLE001
@@ -100,12 +106,14 @@ def check_class_count(data_classes: int, model_classes: int, data: Path) -> None
         )
 
 
-def check_output_path(out: Path, model_path: Path, overwrite: bool) -> None:
+def check_output_path(
+    out: Path, model_path: Path, overwrite: bool, make_parent: bool = False
+) -> None:
     if out.resolve() == model_path.resolve():
         raise PurifyError(f"output {out} is the input model; choose another --out")
     if out.exists() and not overwrite:
         raise PurifyError(f"output {out} already exists; pass --overwrite or choose another --out")
-    if not out.parent.is_dir():
+    if not make_parent and not out.parent.is_dir():
         raise PurifyError(f"output folder {out.parent} does not exist; create it first")
 
 

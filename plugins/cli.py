@@ -204,10 +204,65 @@ def checkpoint_options(func: Any) -> Any:
                 is_flag=True,
                 help="allow formats that unpickle code (only for files you trust)",
             ),
+            click.option(
+                "--normalize",
+                help="the model's mean/std normalization by name (cifar10, cifar100, imagenet, "
+                "tiny, cifar10-kuangliu, none), over what the format records",
+            ),
+            click.option("--mean", help="the model's per-channel mean, R,G,B (with --std)"),
+            click.option("--std", help="the model's per-channel std, R,G,B (with --mean)"),
+            click.option("--bgr", is_flag=True, help="the model takes BGR channel order"),
+            click.option(
+                "--input-scale",
+                type=float,
+                default=1.0,
+                show_default=True,
+                help="the model takes values in [0, SCALE] (255 for 0-255 inputs)",
+            ),
+            click.option(
+                "--trojai-round",
+                help="TrojAI folders: the round whose preprocessing to use (1, 2, 3, 4, 11, "
+                "mitigation), when it is not recognised",
+            ),
+            click.option(
+                "--accept-low-accuracy",
+                is_flag=True,
+                envvar="PURIFY_ACCEPT_LOW_ACCURACY",
+                help="run even when the model scores near chance on your clean images "
+                "(or set PURIFY_ACCEPT_LOW_ACCURACY=1)",
+            ),
         )
     ):
         func = decorator(func)
     return func
+
+
+INPUT_FLAGS = ("normalize", "mean", "std", "bgr", "input_scale", "trojai_round")
+
+
+def input_override(kwargs: dict[str, Any]) -> Any:
+    """The input convention the user gave on the command line."""
+    from purify_backdoor.input_overrides import InputOverride, parse_channels
+
+    return InputOverride(
+        normalize=kwargs["normalize"],
+        mean=parse_channels(kwargs["mean"], "--mean"),
+        std=parse_channels(kwargs["std"], "--std"),
+        bgr=kwargs["bgr"],
+        scale=kwargs["input_scale"],
+    )
+
+
+def input_flags(kwargs: dict[str, Any]) -> tuple[str, ...]:
+    """The same, as flags for a `purify run` a zoo job starts."""
+    flags: list[str] = []
+    for name in INPUT_FLAGS:
+        value, flag = kwargs[name], "--" + name.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value not in (None, False) and not (name == "input_scale" and value == 1.0):
+            flags += [flag, str(value)]
+    return (*flags, *(["--accept-low-accuracy"] if kwargs["accept_low_accuracy"] else []))
 
 
 def defense_options(func: Any) -> Any:
@@ -379,6 +434,9 @@ def run(
         write_unchanged=kwargs["write_unchanged"],
         out_dir=kwargs["out_dir"],
         html=not kwargs["no_html"],
+        override=input_override(kwargs),
+        accept_low_accuracy=kwargs["accept_low_accuracy"],
+        trojai_round=kwargs["trojai_round"],
     )
     report = purify_checkpoint(request, context, ctx.meta["plugin_entry"])
     if report["metrics"]:
@@ -472,6 +530,9 @@ def eval_command(
         format=kwargs["format_"],
         arch=kwargs["arch"],
         trust_checkpoint=kwargs["trust_checkpoint"],
+        override=input_override(kwargs),
+        accept_low_accuracy=kwargs["accept_low_accuracy"],
+        trojai_round=kwargs["trojai_round"],
     )
     metrics = evaluate_checkpoint(request, context)
     click.echo(metrics_table({model.name: metrics}))
@@ -665,6 +726,7 @@ def zoo_command(
         device=kwargs["device"],
         retry_failed=kwargs["retry_failed"],
         html=not kwargs["no_html"],
+        input_flags=input_flags(kwargs),
     )
     context = RunContext(device=torch.device("cpu"), seed=kwargs["seed"], quiet=kwargs["quiet"])
     if not kwargs["quiet"]:

@@ -185,6 +185,9 @@ class InputConvention:
     num_classes: int
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    bgr: bool = False  # the network takes BGR
+    scale: float = 1.0  # the network takes values in [0, scale]
+    preprocessing: str | None = None  # anything else, in words (a TrojAI round's crop, min-max)
 
 
 @dataclass
@@ -199,13 +202,14 @@ class LoadedModel:
     container: Any = None
     attack: dict[str, Any] | None = None
     triggered: TriggeredSet | None = None
+    legacy: bool = False  # a pre-1.6 (non-zip) torch file: written back the same way
 
 
 @dataclass(frozen=True)
 class Adapter:
     """A checkpoint format. `detect` looks at content, never at the file name; `save` writes the
     purified model into `path` (a file, or a folder for folder formats) in the same container as
-    the input, plus any `companions` beside it."""
+    the input; `companions` are further files the owning project reads beside it."""
 
     name: str
     description: str
@@ -214,4 +218,7 @@ class Adapter:
     save: Callable[[LoadedModel, nn.Module, Path], None]
     suffix: str
     options: tuple[Option, ...] = ()
-    companions: tuple[str, ...] = ()  # files `save` also writes beside the output
+    # Files written with the output, as paths relative to its folder; "{defense}" is replaced by
+    # the defense's name. `save_companion(loaded, model, entry, path)` writes one of them.
+    companions: tuple[str, ...] = ()
+    save_companion: Callable[[LoadedModel, nn.Module, str, Path], None] | None = None

@@ -35,6 +35,8 @@ from purify_backdoor.evaluation import (
     evaluate_model,
 )
 from purify_backdoor.figures import MATPLOTLIB_MISSING, Figure, matplotlib_available
+from purify_backdoor.input_check import check_clean_accuracy
+from purify_backdoor.input_overrides import InputOverride, apply_override, convention_record
 from purify_backdoor.manager import Registered, lookup, registered
 from purify_backdoor.options import resolve_options
 from purify_backdoor.plugin_types import AttackSpec, DefenseJob, RunContext, TriggeredSet
@@ -66,6 +68,9 @@ class PurifyRequest:
     write_unchanged: bool = False  # write the output even when the defense left the model as is
     out_dir: Path | None = None  # the default output name, in this folder instead of the input's
     html: bool = True  # also write <output>.report.html, with its pictures
+    override: InputOverride = InputOverride()  # the user's input convention, over the adapter's
+    accept_low_accuracy: bool = False  # run even when the model scores near chance on clean data
+    trojai_round: str | None = None  # force a TrojAI round's preprocessing
 
 
 def purify_checkpoint(
@@ -81,8 +86,13 @@ def purify_checkpoint(
     options = resolve_options(defense.options, request.options, f"defense '{defense.name}'")
 
     adapter, loaded = open_checkpoint(
-        request.model_path, request.format, request.trust_checkpoint, request.arch
+        request.model_path,
+        request.format,
+        request.trust_checkpoint,
+        request.arch,
+        trojai_round=request.trojai_round,
     )
+    loaded = apply_override(loaded, request.override)
     writer = adapter if request.save_format == "native" else lookup("adapter", request.save_format)
     out = request.out or default_output_path(request.model_path, adapter.suffix, writer.suffix)
     if request.out_dir is not None:
@@ -94,10 +104,14 @@ def purify_checkpoint(
     extra_paths = {
         suffix: sibling_path(out, writer.suffix, suffix) for suffix in defense.extra_outputs
     }
-    companions = [out.with_name(name) for name in writer.companions]
+    companions = {
+        name: out.parent / name.format(defense=defense.name) for name in writer.companions
+    }
     html_out = html_path_for(report_out) if request.html else None
-    for path in (report_out, *companions, *extra_paths.values(), *filter(None, [html_out])):
+    for path in (report_out, *extra_paths.values(), *filter(None, [html_out])):
         check_output_path(path, request.model_path, request.overwrite)
+    for path in companions.values():  # their folders are made when they are written
+        check_output_path(path, request.model_path, request.overwrite, make_parent=True)
 
     if defense.needs_data and request.data is None:
         raise PurifyError(f"defense '{defense.name}' needs clean data; pass --data PATH")
@@ -115,6 +129,12 @@ def purify_checkpoint(
         check_class_count(test.num_classes, loaded.convention.num_classes, request.data)
 
     attack = chosen_attack(request.attack, loaded.attack)
+    checked = test if test is not None else clean
+    input_check = None
+    if checked is not None:
+        input_check = check_clean_accuracy(
+            loaded.model, checked, context.device, context.seed, request.accept_low_accuracy
+        )
 
     original = _frozen_copy(loaded.model)
     triggered = loaded.triggered
@@ -176,10 +196,17 @@ def purify_checkpoint(
 
     written = not job.unchanged or request.write_unchanged
     output: dict[str, Any] = {"path": str(out), "format": writer.name, "written": written}
+    output["serialization"] = _serialization(loaded.legacy and writer is adapter)
     extra = []
     if written:
         save_checkpoint(writer, loaded, purified, out)
         output |= _file_record(out)
+        for name, path in companions.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(
+                path, lambda tmp, name=name: writer.save_companion(loaded, purified, name, tmp)
+            )
+            extra.append({"path": str(path)} | _file_record(path))
         for suffix, write in job.extra_outputs.items():
             path = extra_paths[suffix]
             atomic_write(path, lambda tmp, write=write: write(loaded, tmp))
@@ -195,7 +222,9 @@ def purify_checkpoint(
     report = build_report(
         input={"path": str(request.model_path)}
         | input_record
-        | {"format": adapter.name, "arch": loaded.arch},
+        | {"format": adapter.name, "arch": loaded.arch}
+        | {"serialization": _serialization(loaded.legacy)}
+        | {"convention": convention_record(loaded.convention), "check": input_check},
         output=output,
         extra_outputs=extra,
         status=status,
@@ -315,6 +344,11 @@ def check_finite_model(
             f"defense '{defense}' produced a model with non-finite values ({broken[0]}); nothing "
             f"was written; lower its learning rate (-o lr=...) and run again"
         )
+
+
+def _serialization(legacy: bool) -> str:
+    """How the torch file was (or is) written: a pre-1.6 input is written back the same way."""
+    return "legacy (pre-1.6 torch)" if legacy else "current"
 
 
 def _file_record(path: Path) -> dict[str, Any]:

@@ -161,6 +161,8 @@ def _run_section(report: dict[str, Any]) -> str:
         ["input", esc(source["path"])],
         ["input sha256", f"<code>{esc(source.get('sha256'))}</code>"],
         ["format / architecture", esc(f"{source.get('format')} / {source.get('arch')}")],
+        ["input convention", esc(convention_text(source.get("convention")))],
+        ["input check", esc(check_text(source.get("check")))],
         ["output", esc(f"{output['path']} ({output.get('format')}, {written})")],
         ["defense", esc(f"{plugin['name']} ({plugin.get('package')} {plugin.get('version')})")],
         ["options", f"<code>{esc(json.dumps(plugin.get('options', {})))}</code>"],
@@ -174,6 +176,31 @@ def _run_section(report: dict[str, Any]) -> str:
         ],
     ]
     return "<h2>Run</h2>" + table(["", ""], rows, numeric_from=2)
+
+
+def convention_text(convention: dict[str, Any] | None) -> str:
+    """How the stored network was fed: the format's convention or the user's flags."""
+    if not convention:
+        return "not recorded"
+    parts = [convention.get("preprocessing") or "RGB in [0, 1]"]
+    if convention.get("mean"):
+        parts.append(f"mean {convention['mean']}, std {convention['std']}")
+    if convention.get("bgr"):
+        parts.append("BGR")
+    if convention.get("scale", 1.0) != 1.0:
+        parts.append(f"values in [0, {convention['scale']:g}]")
+    return "; ".join(parts)
+
+
+def check_text(check: dict[str, Any] | None) -> str:
+    """The clean-accuracy check made before the defense ran (input_check.py)."""
+    if not check:
+        return "not made (no data)"
+    text = (
+        f"{100 * check['clean_acc']:.1f}% on {check['images']} clean images "
+        f"(chance {100 * check['chance']:.1f}%, floor {100 * check['floor']:.1f}%)"
+    )
+    return text + (": near chance, run anyway (--accept-low-accuracy)" if check["low"] else "")
 
 
 def attack_text(attack: dict[str, Any] | None) -> str:

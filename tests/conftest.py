@@ -20,6 +20,16 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PURIFY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def untrained_models_run():
+    """Most tests purify untrained tiny models, which score at chance by design: the CLI's
+    low-accuracy stop is turned off for them (and the jobs they start) through its environment
+    variable. `tests/plugins/test_input_check.py` turns it back on to test the stop itself."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PURIFY_ACCEPT_LOW_ACCURACY", "1")
+        yield
+
+
 def write_image_folder(root: Path, count: int, seed: int) -> None:
     data = synthetic_images(count, 16, seed)
     for index, (image, label) in enumerate(zip(data.images, data.labels, strict=True)):

@@ -33,7 +33,7 @@ else:
 
 MODEL_KEYS = {
     "checkpoint", "attack", "format", "arch", "train", "options", "profile", "poison_ratio",
-    "epochs", "n_train", "seed",
+    "epochs", "n_train", "seed", "accept_low_accuracy",
 }  # fmt: skip
 DEFENSE_KEYS = {"plugin", "options"}
 GRID_KEYS = {"data", "ratio", "n_clean", "seeds", "models", "defenses"}
@@ -55,6 +55,7 @@ class ModelSpec:
     epochs: int | None = None
     n_train: int | None = None
     seed: int = 0
+    accept_low_accuracy: bool = False  # run cells on a model near chance (toy grids)
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ def cell_command(cell: Cell, grid: Grid, out: Path, device: str, resume: bool) -
         command += ["--format", model.format]
     if model.arch:
         command += ["--arch", model.arch]
+    if model.accept_low_accuracy:
+        command += ["--accept-low-accuracy"]
     return command + (["--resume"] if resume else [])
 
 

@@ -52,8 +52,10 @@ def run_demo(
     train_images: int = 4000,
     epochs: int = 8,
     image_size: int = 16,
+    accept_low_accuracy: bool = False,
 ) -> dict[str, Any]:
-    """Data, backdoored model, purified model and report in `folder`; returns the report."""
+    """Data, backdoored model, purified model and report in `folder`; returns the report.
+    `accept_low_accuracy` is for schedules too short to train the model (tests)."""
     data = write_demo_data(folder / "data.npz", train_images, image_size, context.seed)
     model = folder / "backdoored.pth.tar"
     train_backdoored(
@@ -69,7 +71,14 @@ def run_demo(
         ),
         context,
     )
-    request = PurifyRequest(model_path=model, plugin=defense_name, options={}, data=data, ratio=0.1)
+    request = PurifyRequest(
+        model_path=model,
+        plugin=defense_name,
+        options={},
+        data=data,
+        ratio=0.1,
+        accept_low_accuracy=accept_low_accuracy,
+    )
     return purify_checkpoint(request, context)
 
 

@@ -7,6 +7,7 @@ Decoded arrays are cached, so the 60,000 CIFAR-10 JPEGs are decoded once per mac
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -121,17 +122,42 @@ def _torchvision_gtsrb(root: Path, quiet: bool) -> Splits:
 
 
 TROJAI_EXAMPLE = re.compile(r"class_(\d+)_example_(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)
+# Round 11 and the mitigation round: `<id>.jpg` (or .png) beside `<id>.json`, which holds the
+# label (a bare integer; `{"clean_label": k}` in the mitigation round's new-clean-example-data).
+TROJAI_LABELLED = ("clean-example-data", "new-clean-example-data")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _trojai_examples(folder: Path) -> Path | None:
-    """The folder of TrojAI example images: `folder` itself, or its clean/plain example folder."""
+    """The folder of TrojAI example images: `folder` itself, or its clean example folder."""
+    for name in TROJAI_LABELLED:
+        if _labelled_examples(folder / name):
+            return folder / name
+    if _labelled_examples(folder):
+        return folder
     for candidate in (folder / "clean_example_data", folder / "example_data", folder):
         if candidate.is_dir() and any(TROJAI_EXAMPLE.match(p.name) for p in candidate.iterdir()):
             return candidate
     return None
 
 
+def _labelled_examples(folder: Path) -> list[tuple[Path, Path]]:
+    if not folder.is_dir():
+        return []
+    images = (p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [
+        (image, image.with_suffix(".json"))
+        for image in images
+        if image.with_suffix(".json").is_file()
+    ]
+
+
 def load_trojai_examples(folder: Path) -> ImageSet:
+    if labelled := _labelled_examples(folder):
+        labels = [_example_label(label_file) for _, label_file in labelled]
+        images = decode_images([image for image, _ in labelled])
+        array = np.array(labels, dtype=np.int64)
+        return ImageSet(images, array, tuple(str(k) for k in range(int(array.max()) + 1)))
     files = sorted(
         (int(match.group(1)), int(match.group(2)), path)
         for path in folder.iterdir()
@@ -140,6 +166,16 @@ def load_trojai_examples(folder: Path) -> ImageSet:
     images = decode_images([path for _, _, path in files])
     labels = np.array([label for label, _, _ in files], dtype=np.int64)
     return ImageSet(images, labels, tuple(str(k) for k in range(int(labels.max()) + 1)))
+
+
+def _example_label(path: Path) -> int:
+    try:
+        value = json.loads(path.read_text())
+        return int(value["clean_label"] if isinstance(value, dict) else value)
+    except (ValueError, KeyError, TypeError):
+        raise PurifyError(
+            f"{path} should hold the image's class label (an integer); check the TrojAI folder"
+        ) from None
 
 
 def _open_folder(root: Path, quiet: bool) -> Splits:

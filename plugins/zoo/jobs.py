@@ -48,6 +48,7 @@ class ZooRequest:
     device: str = "auto"
     retry_failed: bool = False
     html: bool = True  # an HTML report per model (zoo.html is written either way)
+    input_flags: tuple[str, ...] = ()  # the input-convention flags, passed on to every run
 
 
 def model_folder(model: ZooModel, out: Path) -> Path:
@@ -64,7 +65,7 @@ def model_command(model: ZooModel, request: ZooRequest) -> list[str]:
         "--out-dir", str(model_folder(model, request.out).resolve()),
         "--seed", str(request.seed), "--device", request.device, "--quiet", "--overwrite",
         "--format", model.format or request.format, "--save-format", request.save_format,
-        *option_assignments(request.options),
+        *option_assignments(request.options), *request.input_flags,
     ]  # fmt: skip
     command += ["--n-clean", str(request.n_clean)] if request.n_clean else []
     command += [] if request.n_clean else ["--ratio", str(request.ratio)]

@@ -1,8 +1,11 @@
-"""A tiny BackdoorBench record folder, built here the way BackdoorBench writes one."""
+"""A tiny BackdoorBench record folder, built the way BackdoorBench writes one: numpy-1 pickles
+(`numpy.core.multiarray` names, np.int64 `data_dict` keys, float64 `poison_indicator`), paths as
+stored on the attacker's machine, PNGs under `bd_test_dataset/<label>/<index>.png`."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,26 +13,37 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from purify_backdoor.checkpoint_source import CheckpointSource
 from purify_backdoor.checkpoints import open_checkpoint
 from purify_backdoor.cli import cli
+from purify_backdoor.errors import PurifyError
 from purify_backdoor.models.normalized import Normalized
 from purify_backdoor.models.preact_resnet import PreActResNet
+from purify_backdoor.models.registry import build_model
+
+from .numpy1_pickle import pickle_globals, save_as_numpy1
+
+GOLDEN = Path(__file__).with_name("data") / "numpy1_bd_test.pt"
 
 POISONED = {3: (0, 7), 5: (0, 2), 9: (0, 4)}  # test index -> (backdoor label, true label)
 
 
-def make_record(root, with_images=True, prefix="module.", dataset="cifar10"):
-    """record/badnet/attack_result.pt whose bd_test paths point at another machine."""
-    folder = root / "record" / "badnet"
+def make_record(
+    root, with_images=True, prefix="module.", dataset="cifar10", stored_at="/home/attacker/bb",
+    test_folder="bd_test_dataset", attack="badnet",
+):  # fmt: skip
+    """record/<attack>/attack_result.pt whose bd_test paths point at another machine."""
+    folder = root / "record" / attack
     torch.manual_seed(0)
     state = {prefix + k: v for k, v in PreActResNet((1, 1, 1, 1), 10).state_dict().items()}
     data_dict = {}
     rng = np.random.default_rng(0)
+    saved_in = f"{stored_at}/record/{attack}/{test_folder}"
     for index, (bd_label, label) in POISONED.items():
-        stored = f"/home/attacker/BackdoorBench/record/badnet/bd_test_dataset/{label}/{index}.png"
-        data_dict[index] = {"path": stored, "other_info": [bd_label, label]}
+        stored = f"{saved_in}/{label}/{index}.png"
+        data_dict[np.int64(index)] = {"path": stored, "other_info": [bd_label, label]}
         if with_images:
-            local = folder / "bd_test_dataset" / str(label) / f"{index}.png"
+            local = folder / test_folder / str(label) / f"{index}.png"
             local.parent.mkdir(parents=True, exist_ok=True)
             pixels = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(local)
@@ -44,20 +58,45 @@ def make_record(root, with_images=True, prefix="module.", dataset="cifar10"):
         "bd_train": None,
         "bd_test": {
             "bd_data_container": {
-                "save_folder_path": "/home/attacker/BackdoorBench/record/badnet/bd_test_dataset",
+                "save_folder_path": saved_in,
                 "data_dict": data_dict,
                 "save_file_format": ".png",
             },
             "getitem_all": True,
             "getitem_all_switch": False,
-            "original_index_array": np.arange(10),
-            "poison_indicator": np.isin(np.arange(10), list(POISONED)).astype(np.int64),
-            "save_folder_path": "/home/attacker/BackdoorBench/record/badnet/bd_test_dataset",
+            "original_index_array": np.array(sorted(POISONED)),
+            "poison_indicator": np.isin(np.arange(10), list(POISONED)).astype(np.float64),
         },
     }
     path = folder / "attack_result.pt"
-    torch.save(record, path)
+    save_as_numpy1(record, path)
     return path
+
+
+def test_the_fixture_carries_the_opcodes_numpy1_writes(tmp_path):
+    """The golden file was written under numpy 1.26 (data/write_numpy1_bd_state.py); every global
+    it names is what make_record's file names, and no numpy-2 spelling is left."""
+    record_globals = pickle_globals(make_record(tmp_path))
+    golden = pickle_globals(GOLDEN)
+    assert (
+        "numpy.core.multiarray scalar" in golden and "numpy.core.multiarray _reconstruct" in golden
+    )
+    assert golden <= record_globals
+    assert not any(name.startswith("numpy._core") for name in record_globals)
+
+
+def test_real_numpy1_bytes_load_weights_only():
+    state = CheckpointSource(GOLDEN).payload()
+    keys = list(state["bd_data_container"]["data_dict"])
+    assert all(type(key) is np.int64 for key in keys) and keys == [0, 1, 2]
+    assert state["poison_indicator"].dtype == np.float64
+
+
+def test_a_numpy_global_outside_the_allow_list_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "call": np.frombuffer}, path)
+    source = CheckpointSource(path)
+    assert source.payload() is None and "frombuffer" in source.load_error
 
 
 @pytest.fixture(autouse=True)
@@ -78,18 +117,24 @@ def test_detects_loads_and_reads_the_poisoned_test_set(tmp_path):
     assert triggered.targets.tolist() == [0, 0, 0] and triggered.images.images.shape[0] == 3
 
 
-def test_round_trip_same_keys_same_outputs_and_defense_result(tmp_path):
+def test_relative_stored_paths_and_lira_stage_one_folder_are_re_anchored(tmp_path):
+    for stored_at, folder in ((".", "bd_test_dataset"), ("/abs", "bd_test_dataset_stage_one")):
+        root = tmp_path / folder
+        path = make_record(root, stored_at=stored_at, test_folder=folder, attack="lira")
+        triggered = open_checkpoint(path)[1].triggered
+        assert triggered is not None and triggered.images.labels.tolist() == [7, 2, 4]
+
+
+def test_round_trip_same_keys_same_outputs(tmp_path):
     path = make_record(tmp_path)
     adapter, loaded = open_checkpoint(path)
     out = tmp_path / "out" / "attack_result.purified.pt"
     out.parent.mkdir()
     adapter.save(loaded, loaded.model, out)
-    original = torch.load(path, weights_only=False)
-    written = torch.load(out, weights_only=False)
+    original = CheckpointSource(path).payload()
+    written = CheckpointSource(out).payload()
     assert written.keys() == original.keys()
     assert written["model"].keys() == original["model"].keys()  # module. prefix kept
-    defense = torch.load(out.parent / "defense_result.pt", weights_only=True)
-    assert set(defense) == {"model_name", "num_classes", "model"}
     batch = torch.rand(2, 3, 32, 32)
     (out.parent / "record").mkdir()
     reloaded = open_checkpoint(out)[1].model
@@ -102,8 +147,6 @@ def test_without_record_images_there_is_no_stored_trigger(tmp_path):
 
 
 def test_unknown_dataset_is_a_clear_error(tmp_path):
-    from purify_backdoor.errors import PurifyError
-
     with pytest.raises(PurifyError, match="unknown BackdoorBench data set 'svhn'"):
         open_checkpoint(make_record(tmp_path, dataset="svhn"))
 
@@ -118,14 +161,42 @@ def test_eval_uses_the_stored_poisoned_test_set(tmp_path, tiny_data):
     assert "asr" in metrics and "robust_acc" in metrics
 
 
-def test_purify_writes_both_files_and_refuses_to_clobber(tmp_path, tiny_data):
+def test_defense_result_goes_where_backdoorbench_reads_it_one_folder_per_defense(
+    tmp_path, tiny_data
+):
     path = make_record(tmp_path)
-    args = ["--plugin", "finetune", str(path), "--data", str(tiny_data), "-o", "epochs=1",
-            "--ratio", "0.5", "-q"]  # fmt: skip
-    assert CliRunner().invoke(cli, args).exit_code == 0
-    assert (path.parent / "attack_result.purified.pt").is_file()
-    assert (path.parent / "defense_result.pt").is_file()
-    (path.parent / "attack_result.purified.pt").unlink()
-    (path.parent / "attack_result.purified.pt.report.json").unlink()
+    for plugin in ("finetune", "fineprune"):
+        args = ["--plugin", plugin, str(path), "--data", str(tiny_data), "-o", "epochs=1",
+                "--ratio", "0.5", "-q", "--accept-low-accuracy", "--no-html",
+                "--out", str(path.parent / f"attack_result.{plugin}.pt")]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        # record/<attack>/defense/<defense>/defense_result.pt, the keys save_defense_result writes
+        defense = torch.load(
+            path.parent / "defense" / plugin / "defense_result.pt", weights_only=True
+        )
+        assert set(defense) == {"model_name", "num_classes", "model"}
+        written = CheckpointSource(path.parent / f"attack_result.{plugin}.pt").payload()
+        assert torch.equal(
+            defense["model"]["module.linear.weight"], written["model"]["module.linear.weight"]
+        )
+    (path.parent / "attack_result.finetune.pt").unlink()
+    (path.parent / "attack_result.finetune.pt.report.json").unlink()
+    args[1], args[-1] = "finetune", str(path.parent / "attack_result.finetune.pt")
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and "defense_result.pt already exists" in result.stderr
+
+
+def test_backdoorbench_vits_are_the_resize_wrapped_network():
+    """generate_cls_model wraps torchvision ViTs as nn.Sequential(Resize(224), vit)."""
+    import torchvision
+
+    from purify_backdoor.adapters.backdoorbench import _arch
+
+    with torch.device("meta"):
+        ours = build_model("resize224-vit_b_32", 10)
+        theirs = torchvision.models.vit_b_32(num_classes=10)
+    keys = list(ours.state_dict())
+    assert keys == ["1." + key for key in theirs.state_dict()]
+    assert _arch("vit_b_32", dict.fromkeys(keys)) == "resize224-vit_b_32"
+    assert ours(torch.empty(2, 3, 32, 32, device="meta")).shape == (2, 10)

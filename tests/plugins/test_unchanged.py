@@ -32,7 +32,12 @@ def test_nothing_pruned_writes_no_model_and_exits_3(nad_checkpoint, tiny_data):
     assert not out.exists()
     report = json.loads(out.with_name(out.name + ".report.json").read_text())
     assert report["status"] == "nothing pruned" and "mean + 1000.0 std" in report["status_reason"]
-    assert report["output"] == {"path": str(out), "format": "nad", "written": False}
+    assert report["output"] == {
+        "path": str(out),
+        "format": "nad",
+        "written": False,
+        "serialization": "current",
+    }
     assert report["metrics"]["after"] == report["metrics"]["before"]
 
 

@@ -21,12 +21,14 @@ seeds = [0, 1]
 [models.given]
 checkpoint = "{checkpoint}"
 attack = "badnet:pattern=grid,target=5"
+accept_low_accuracy = true
 
 [models.trained]
 train = "badnet"
 options = {{ target = 3, pattern = "grid" }}
 epochs = 1
 n_train = 100
+accept_low_accuracy = true
 
 [defenses.finetune]
 options = {{ epochs = 1 }}

@@ -10,7 +10,10 @@ from purify_backdoor.plugin_types import RunContext
 
 def test_demo_runs_the_real_pipeline_and_leaves_its_files(tmp_path):
     context = RunContext(torch.device("cpu"), seed=0, quiet=True)
-    report = run_demo(context, "finetune", tmp_path, train_images=400, epochs=2, image_size=16)
+    report = run_demo(  # two epochs do not train the model: it scores near chance
+        context, "finetune", tmp_path, train_images=400, epochs=2, image_size=16,
+        accept_low_accuracy=True,
+    )  # fmt: skip
     before, after = report["metrics"]["before"], report["metrics"]["after"]
     assert {"clean_acc", "asr", "robust_acc"} <= before.keys()
     assert "agreement" in after and 0 <= after["asr"] <= 1
