@@ -67,7 +67,12 @@ def apply_override(loaded: LoadedModel, override: InputOverride) -> LoadedModel:
         raise PurifyError(f"--std must be positive, got {std}")
     model = Normalized(unwrap(loaded.model), mean, std, bgr=override.bgr, scale=override.scale)
     convention = dataclasses.replace(
-        loaded.convention, mean=mean, std=std, bgr=override.bgr, scale=override.scale
+        loaded.convention,
+        mean=mean,
+        std=std,
+        bgr=override.bgr,
+        scale=override.scale,
+        preprocessing=None,  # the format's own wrapper (a TrojAI crop) is replaced too
     )
     return dataclasses.replace(loaded, model=model.eval(), convention=convention)
 

@@ -35,6 +35,14 @@ class TrainSettings:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     augment: bool = True
+    # "cosine": cosine annealing per epoch. "onecycle": the learning rate rises linearly from 0
+    # over `warmup_epochs`, then falls linearly to 0, per step (the triangular schedule of the
+    # fast CIFAR-10 recipes, e.g. Jordan, arXiv 2404.00498).
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    nesterov: bool = False
+    channels_last: bool = False  # NHWC tensors: about 1.5x faster convolutions on CPU
 
 
 @torch.no_grad()
@@ -162,13 +170,17 @@ def fit(
     `extra_loss(batch)`, called after the model's forward pass on it, adds to the loss (NAD)."""
     device = context.device
     model.to(device)
+    memory_format = _memory_format(model, settings, data, device)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=settings.lr,
         momentum=settings.momentum,
         weight_decay=settings.weight_decay,
+        nesterov=settings.nesterov,
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
+    steps = -(-len(data) // settings.batch_size)
+    scheduler = _scheduler(optimizer, settings, steps)
+    per_step = settings.schedule == "onecycle"
     generator = context.generator(offset=1)
     path = context.workdir / f"{name}.state.pt" if context.workdir else None
     checkpoint = EpochCheckpoint(path, model, optimizer, scheduler, generator)
@@ -176,7 +188,6 @@ def fit(
     start = state["epoch"] if state else 0
     images = to_tensor(data.images)
     labels = torch.from_numpy(data.labels)
-    steps = -(-len(data) // settings.batch_size)
     bar = context.progress(total=(settings.epochs - start) * steps, desc=name, unit="step")
     for epoch in range(start, settings.epochs):
         model.train()
@@ -189,18 +200,59 @@ def fit(
                 batch = random_crop_flip(batch, generator)
             if batch_hook is not None and not hook_before_augment:
                 batch, targets = batch_hook(batch, targets, index, generator)
-            batch = batch.to(device)
-            loss = F.cross_entropy(model(batch), targets.to(device))
+            batch = batch.to(device).contiguous(memory_format=memory_format)
+            loss = F.cross_entropy(
+                model(batch), targets.to(device), label_smoothing=settings.label_smoothing
+            )
             if extra_loss is not None:
                 loss = loss + extra_loss(batch)
             check_finite_loss(loss, name, epoch, step, checkpoint.path)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if per_step:
+                scheduler.step()
             total_loss += loss.item()
             bar.update()
-        scheduler.step()
+        if not per_step:
+            scheduler.step()
         bar.set_postfix(epoch=epoch + 1, loss=f"{total_loss / steps:.3f}")
         checkpoint.save(epoch + 1)
     bar.close()
-    return model.eval()
+    return model.to(memory_format=torch.contiguous_format).eval()
+
+
+def _scheduler(
+    optimizer: torch.optim.Optimizer, settings: TrainSettings, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    if settings.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
+    if settings.schedule != "onecycle":
+        raise PurifyError(f"unknown schedule '{settings.schedule}'; use cosine or onecycle")
+    total = settings.epochs * steps_per_epoch
+    warmup = max(1, round(settings.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _memory_format(
+    model: nn.Module, settings: TrainSettings, data: ImageSet, device: torch.device
+) -> torch.memory_format:
+    """channels_last when asked and the model takes it: a network that flattens NCHW maps with
+    `.view` fails on NHWC tensors, so one forward pass decides, and the model stays NCHW."""
+    if not settings.channels_last:
+        return torch.contiguous_format
+    sample = to_tensor(data.images[:2]).to(device).contiguous(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last)
+    try:
+        with torch.no_grad():
+            model.eval()(sample)
+    except RuntimeError:
+        model.to(memory_format=torch.contiguous_format)
+        return torch.contiguous_format
+    return torch.channels_last

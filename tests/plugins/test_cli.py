@@ -113,6 +113,25 @@ def test_same_seed_same_result(nad_checkpoint, tiny_data, tmp_path):
     assert not all(torch.equal(a[key], c[key]) for key in a)
 
 
+def test_fast_profile_trains_every_image_with_its_recipe(tmp_path, tiny_data):
+    out = tmp_path / "fast.pth.tar"
+    result = invoke(
+        "attack", "--plugin", "badnet", "--data", tiny_data, "--arch", "wrn10-1",
+        "--profile", "fast", "--epochs", "1", "--out", out, "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.with_name(out.name + ".report.json").read_text())
+    assert report["train_images"] == 200  # every image: no subset
+    settings = report["settings"]
+    assert (settings["schedule"], settings["nesterov"], settings["channels_last"]) == (
+        "onecycle",
+        True,
+        True,
+    )
+    assert settings["batch_size"] == 256 and settings["label_smoothing"] == 0.1
+    assert torch.load(out, weights_only=True)["state_dict"]["conv1.weight"].is_contiguous()
+
+
 def test_attack_then_eval_finds_the_stored_trigger(tmp_path, tiny_data):
     out = tmp_path / "bad.pth.tar"
     result = invoke(

@@ -64,7 +64,11 @@ def test_missing_grid_file_is_named(tmp_path):
         load_grid(tmp_path / "nope.toml")
 
 
-@pytest.mark.parametrize("name", ["cifar10_small.toml", "cifar10_paper.toml", "wanet_small.toml"])
+@pytest.mark.parametrize(
+    "name",
+    ["cifar10_small.toml", "cifar10_paper.toml", "wanet_small.toml", "cifar10_fast.toml",
+     "cifar10_fast_seeds.toml"],
+)  # fmt: skip
 def test_shipped_grids_name_installed_plugins_and_their_options(name):
     from purify_backdoor.attack_spec import attack_options
     from purify_backdoor.manager import collect

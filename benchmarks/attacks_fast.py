@@ -1,0 +1,107 @@
+"""Each attack plugin's backdoored WRN-16-1 with `purify attack --profile fast` (every CIFAR-10
+training image, 30 epochs of a fast recipe) on the shared JPEG data: clean accuracy, ASR and
+training time, beside the `clean` model of the same profile. One `purify attack` process per
+attack; a finished attack is skipped and a started one resumed (`--resume`) on a re-run, so the
+table can be made over several sessions. The models are kept in benchmarks/models/fast/ for the
+bench grid (benchmarks/cifar10_fast.toml).
+
+    python benchmarks/attacks_fast.py                   # every attack, in order
+    python benchmarks/attacks_fast.py --only clean badnet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from recorded import ROOT, portable_command
+
+DATA = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+MODELS = ROOT / "benchmarks" / "models" / "fast"
+RESULTS = ROOT / "docs" / "results" / "attacks_fast.json"
+ARCH = "wrn16-1"
+
+# Target 5 (dog), as in the MEDIC zoo and the small table; the clean-label attacks' ratios are the
+# small table's (they poison dog images only, and all of them would leave no clean dog).
+ATTACKS = {
+    "clean": ["--poison-ratio", "0"],
+    "badnet": ["-o", "pattern=grid"],
+    "blended": [],
+    "sig": ["--poison-ratio", "0.05"],
+    "cleanlabel": ["--poison-ratio", "0.075"],
+    "wanet": [],
+    "square": [],
+    "trojan": [],
+    "polygon": ["-o", "size=10"],
+    "filter": ["--poison-ratio", "0.05"],
+}
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU"
+
+
+def train(name: str, flags: list[str], args: argparse.Namespace) -> dict:
+    out = MODELS / f"{name}.pth.tar"
+    command = [
+        sys.executable, "-m", "purify_backdoor", "attack", "--plugin", name,
+        "--data", str(args.data), "--arch", ARCH, "--profile", "fast", "--out", str(out),
+        "--seed", str(args.seed), "-o", "target=5", *flags, "--quiet",
+    ]  # fmt: skip
+    started = out.with_name(out.name + ".work").exists()
+    print("$", " ".join(command), "--resume" if started else "", flush=True)
+    subprocess.run(command + (["--resume"] if started else []), check=True)
+    report = json.loads(out.with_name(out.name + ".report.json").read_text())
+    return {
+        "attack": name,
+        "arch": ARCH,
+        "clean_acc": 100 * report["metrics"]["clean_acc"],
+        "asr": 100 * report["metrics"]["asr"],
+        # an interrupted training's time is that of its last part: the report says so
+        "train_s": report["wall_time_s"],
+        "resumed": started,
+        "poisoned_images": report["poisoned_images"],
+        "train_images": report["train_images"],
+        "machine": machine(),
+        "command": portable_command(command[3:]),
+    }
+
+
+def table(rows: list[dict]) -> str:
+    reference = next((row["clean_acc"] for row in rows if row["attack"] == "clean"), None)
+    lines = [
+        "| attack | arch | clean acc | vs clean model | ASR | train time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        gap = f"{row['clean_acc'] - reference:+.2f}" if reference is not None else "-"
+        lines.append(
+            f"| {row['attack']} | {row['arch']} | {row['clean_acc']:.2f}% | {gap} | "
+            f"{row['asr']:.2f}% | {row['train_s'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", choices=sorted(ATTACKS))
+    args = parser.parse_args()
+    MODELS.mkdir(parents=True, exist_ok=True)
+    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    for name, flags in ATTACKS.items():
+        if any(row["attack"] == name for row in rows) or (args.only and name not in args.only):
+            continue
+        rows.append(train(name, flags, args))
+        RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
