@@ -35,9 +35,9 @@ def check_clean_accuracy(
 ) -> dict[str, Any]:
     """The model's accuracy on up to CHECK_IMAGES seeded picks of `images`, as a report record;
     a PurifyError when it is near chance, unless `accept_low`."""
-    picks = np.random.default_rng(seed).permutation(len(images))[:CHECK_IMAGES]
-    logits = predict_logits(model, images.images[np.sort(picks)], device)
-    correct = logits.argmax(1).numpy() == images.labels[np.sort(picks)]
+    picks = np.sort(np.random.default_rng(seed).permutation(len(images))[:CHECK_IMAGES])
+    logits = predict_logits(model, images.images[picks], device)
+    correct = logits.argmax(1).numpy() == images.labels[picks]
     measured = float(correct.mean()) if len(picks) else 0.0
     floor = accuracy_floor(images.num_classes)
     record = {
