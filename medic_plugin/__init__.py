@@ -4,20 +4,25 @@ tested implementation of the paper, with the reference's choices where the paper
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
 from purify_backdoor import (
     Defense,
     DefenseJob,
+    Option,
+    PurifyError,
     hookimpl,
     options_from_settings,
     settings_from_options,
 )
 from purify_backdoor.medic.cloning import MedicSettings, clone_model
 from purify_backdoor.medic.layers import KINDS
+from purify_backdoor.medic.temperature import choose_temperature
 
+AUTO_HOLDOUT = 0.1  # the slice tau auto judges on, when --holdout does not give one
 HELP = {
-    "tau": "importance temperature; 0 = plain cloning",
     "hook_weight": "lambda: weight of L_clone",
     "epochs": "training epochs (cosine schedule)",
     "lr": "Adam learning rate",
@@ -32,8 +37,33 @@ HELP = {
 CHOICES = {"hook_layers": KINDS, "importance": ("reference", "paper", "none")}
 
 
+def parse_tau(text: str) -> float | None:
+    """A tau, or None for auto."""
+    if text == "auto":
+        return None
+    try:
+        tau = float(text)
+    except ValueError:
+        tau = -1.0
+    if tau < 0:
+        raise PurifyError(f"medic tau must be 'auto' or a number >= 0, got '{text}'")
+    return tau
+
+
 def run(job: DefenseJob) -> nn.Module:
-    return clone_model(job, settings_from_options(MedicSettings, job.options))
+    options = job.options
+    tau = parse_tau(str(options["tau"]))
+    settings = settings_from_options(MedicSettings, options, tau=tau or 0.0)
+    if tau is not None:
+        return clone_model(job, settings)
+    clone, record = choose_temperature(
+        job,
+        options["auto_budget"] / 100,
+        settings.holdout or AUTO_HOLDOUT,
+        lambda trial, tau: clone_model(trial, dataclasses.replace(settings, tau=tau, holdout=0)),
+    )
+    job.details.setdefault("medic", {})["tau_auto"] = record
+    return clone
 
 
 @hookimpl
@@ -43,6 +73,21 @@ def register_defenses(register):
             name="medic",
             description="MEDIC (CVPR 2023): importance-driven cloning from a fresh initialisation",
             run=run,
-            options=options_from_settings(MedicSettings, HELP, choices=CHOICES),
+            options=(
+                Option(
+                    "tau",
+                    str,
+                    "5",
+                    "importance temperature; 0 = plain cloning; auto = the largest of 5, 10, 20 "
+                    "whose clone stays within auto_budget of the teacher on held-out clean data",
+                ),
+                Option(
+                    "auto_budget",
+                    float,
+                    2.5,
+                    "tau auto: clean-accuracy points the clone may lose on the held-out slice",
+                ),
+                *options_from_settings(MedicSettings, HELP, choices=CHOICES),
+            ),
         )
     )

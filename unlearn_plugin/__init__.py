@@ -4,6 +4,7 @@ then unlearn it by gradient ascent under a drift penalty (unlearning.py)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -14,9 +15,11 @@ from torchvision.utils import save_image
 from purify_backdoor import (
     Defense,
     DefenseJob,
+    ImageSet,
     LoadedModel,
     Option,
     PurifyError,
+    RunContext,
     hookimpl,
     options_from_settings,
     settings_from_options,
@@ -74,6 +77,22 @@ def staircase(text: str) -> tuple[float, ...]:
     return steps
 
 
+def split_clean(
+    clean: ImageSet, holdout: float, context: RunContext
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """(images, labels) to train the generators and unlearn on, and the held-out part that scores
+    the recovered triggers."""
+    images, labels = to_tensor(clean.images), torch.from_numpy(clean.labels)
+    order = torch.randperm(len(images), generator=context.generator(offset=20))
+    cut = int(len(images) * (1 - holdout))
+    train, held = order[:cut], order[cut:]
+    if len(held) == 0 or cut == 0:
+        raise PurifyError(
+            "baeraser needs clean images both to train and to hold out; raise --ratio"
+        )
+    return (images[train], labels[train]), (images[held], labels[held])
+
+
 def trigger_image(label: int, index: int, net: TriggerGenerator) -> str:
     return f"label{label}-{net.form}-{index}.png"
 
@@ -99,20 +118,14 @@ def run(job: DefenseJob) -> nn.Module:
         RecoverySettings, options, names=RECOVERY_NAMES, staircase=staircase(options["staircase"])
     )
     settings = settings_from_options(UnlearnSettings, options, names=UNLEARN_NAMES)
-    images, labels = to_tensor(job.clean.images), torch.from_numpy(job.clean.labels)
-    order = torch.randperm(len(images), generator=job.context.generator(offset=20))
-    cut = int(len(images) * (1 - options["holdout"]))
-    train, held = order[:cut], order[cut:]
-    if len(held) == 0 or cut == 0:
-        raise PurifyError(
-            "baeraser needs clean images both to train and to hold out; raise --ratio"
-        )
-    held_out = (images[held], labels[held])
+    (train_images, train_labels), held_out = split_clean(job.clean, options["holdout"], job.context)
     candidates = candidate_labels(options["labels"], job.num_classes)
     model = job.model.eval()
+    started = time.perf_counter()
     pool, scan, scanned = recover_triggers(
-        model, images[train], held_out, candidates, recovery, job.context
+        model, train_images, held_out, candidates, recovery, job.context
     )
+    scan["recovery_s"] = time.perf_counter() - started
     job.details["baeraser"] = scan
     figure = trigger_figure(scanned, scan, job.context.device)
     if figure is not None:
@@ -138,7 +151,7 @@ def run(job: DefenseJob) -> nn.Module:
         for index, net in enumerate(nets)
     ]
     purified, history = unlearn(
-        model, pool, (images[train], labels[train]), held_out, recovery, settings, job.context
+        model, pool, (train_images, train_labels), held_out, recovery, settings, job.context
     )
     scan["unlearning"] = history
     return purified

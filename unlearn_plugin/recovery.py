@@ -18,6 +18,7 @@ recovered trigger below tau)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,13 +29,16 @@ from purify_backdoor.unlearn.generator import (
     FORMS,
     NOISE_SIZE,
     TriggerGenerator,
+    TriggerGenerators,
     apply_trigger,
     sample_noise,
 )
-from purify_backdoor.unlearn.mine import MineTrainer, StatisticsNetwork, mutual_information_bound
+from purify_backdoor.unlearn.mine import MineTrainer, StatisticsNetworks, mutual_information_bound
 
 MAD_FLOOR = 0.01  # one point of success: below it, a flat profile would make noise an outlier
 MAD_SCALE = 1.4826  # MAD to standard deviation under normality (Neural Cleanse's constant)
+VICTIM_PASS = 512  # most images in one pass through the victim while generators train together
+SCORE_BATCH = 256  # held-out images per scoring batch
 
 
 @dataclass(frozen=True)
@@ -86,44 +90,68 @@ class PoolRule:
         return rate >= self.tau or (self.anomaly > 0 and self.index(rate) >= self.anomaly)
 
 
-def staircase_hinge(probabilities: torch.Tensor, beta: float) -> torch.Tensor:
-    """mean max(0, beta - p): zero once the batch is pushed past the step's threshold."""
-    return (beta - probabilities).clamp(min=0).mean()
+def staircase_hinge(probabilities: torch.Tensor, beta: float | torch.Tensor) -> torch.Tensor:
+    """mean max(0, beta - p) over the last axis: zero once the batch is pushed past the step's
+    threshold. Stacked generators pass (G, B) probabilities and (G, 1) betas."""
+    return (beta - probabilities).clamp(min=0).mean(-1)
 
 
-def train_generator(
-    model: nn.Module, images: torch.Tensor, label: int, beta: float, form: str,
+def victim_passes(groups: int, batch: int) -> list[slice]:
+    """Slices of the G groups to send through the victim together: at most VICTIM_PASS images a
+    pass (or one group), so memory stays that of one large batch whatever the label count."""
+    step = max(1, VICTIM_PASS // max(batch, 1))
+    return [slice(start, min(start + step, groups)) for start in range(0, groups, step)]
+
+
+def train_generators(
+    model: nn.Module, images: torch.Tensor, labels: list[int], betas: list[float], form: str,
     settings: RecoverySettings, context: RunContext, offset: int,
-) -> TriggerGenerator:  # fmt: skip
+) -> TriggerGenerators:  # fmt: skip
+    """One generator per (label, beta), trained together: each step stamps the same clean batch
+    with every generator's triggers, and the sum of their losses is one backward (each generator's
+    weights get its own loss's gradient only, and Adam is per weight, so they train as if apart).
+    The victim runs in passes of at most VICTIM_PASS images; the generators' graph is kept once."""
     device = context.device
     generator = context.generator(offset=offset)
+    count = len(labels)
     shape = settings.trigger_shape(form, tuple(images.shape[2:]))
-    trigger_net = TriggerGenerator(shape, settings.hidden, form).to(device)
-    statistics = StatisticsNetwork(NOISE_SIZE, trigger_net.out.out_features, settings.hidden)
-    mine = MineTrainer(statistics.to(device), settings.lr)
-    optimizer = torch.optim.Adam(trigger_net.parameters(), lr=settings.lr, betas=(0.5, 0.999))
+    nets = TriggerGenerators(count, shape, settings.hidden, form, tuple(images.shape[2:]))
+    nets = nets.to(device)
+    size = shape[0] * shape[1] * shape[2]
+    statistics = StatisticsNetworks(count, NOISE_SIZE, size, settings.hidden).to(device)
+    mine = MineTrainer(statistics, settings.lr)
+    optimizer = torch.optim.Adam(nets.parameters(), lr=settings.lr, betas=(0.5, 0.999))
     eps = settings.additive_eps / 255
+    target = torch.tensor(labels, device=device)
+    beta = torch.tensor(betas, device=device)[:, None]
+    passes = victim_passes(count, settings.batch_size)
     with frozen(model):
         for _ in range(settings.steps):
             index = torch.randint(0, len(images), (settings.batch_size,), generator=generator)
             batch = images[index].to(device)
-            noise = sample_noise(len(batch), generator, device)
-            triggers = trigger_net(noise)
+            noise = sample_noise(len(batch), generator, device, count)
+            triggers = nets(noise)
             jitter = torch.randn(triggers.shape, generator=generator).to(device)
             noisy = (triggers + settings.noise_std * jitter).clamp(0, 1)
-            stamped = apply_trigger(batch, noisy, form, eps, generator)
-            probability = model(stamped).softmax(1)[:, label]
-            marginal = sample_noise(len(batch), generator, device)
+            places = nets.places(len(batch), generator)
+            stamp = noisy.detach().requires_grad_()
+            for part in passes:  # backward through the victim, pass by pass, to the triggers
+                stamped = apply_trigger(batch, stamp[part], form, eps, places[part])
+                logits = model(stamped.flatten(0, 1)).view(*stamped.shape[:2], -1)
+                chosen = target[part, None, None].expand(*logits.shape[:2], 1)
+                probability = logits.softmax(2).gather(2, chosen).squeeze(2)
+                staircase_hinge(probability, beta[part]).sum().backward()
+            marginal = sample_noise(len(batch), generator, device, count)
             entropy = mutual_information_bound(statistics, noise, triggers, marginal)
-            loss = staircase_hinge(probability, beta) - settings.entropy_weight * entropy
+            loss = (noisy * stamp.grad).sum() - settings.entropy_weight * entropy.sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            fresh = sample_noise(len(batch), generator, device)
+            fresh = sample_noise(len(batch), generator, device, count)
             with torch.no_grad():
-                fresh_triggers = trigger_net(fresh)
-            mine.step(fresh, fresh_triggers, sample_noise(len(batch), generator, device))
-    return trigger_net.eval()
+                fresh_triggers = nets(fresh)
+            mine.step(fresh, fresh_triggers, sample_noise(len(batch), generator, device, count))
+    return nets.eval()
 
 
 @torch.no_grad()
@@ -134,46 +162,76 @@ def sample_triggers(
 
 
 @torch.no_grad()
+def success_rates(
+    model: nn.Module,
+    sample: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]], form: str,
+    images: torch.Tensor, labels: torch.Tensor, targets: list[int], settings: RecoverySettings,
+    context: RunContext,
+) -> list[float]:  # fmt: skip
+    """Per group g of `sample(count, generator)` ((G, count, *trigger) triggers and their (G,
+    count) places), the fraction of held-out clean images not of class targets[g] that fresh
+    triggers send to targets[g]."""
+    generator = context.generator(offset=99)
+    target = torch.tensor(targets)
+    hits = torch.zeros(len(targets))
+    passes = victim_passes(len(targets), SCORE_BATCH)
+    for part in batch_slices(len(images), SCORE_BATCH):
+        batch, truth = images[part].to(context.device), labels[part]
+        triggers, places = sample(len(batch), generator)
+        for groups in passes:
+            stamped = apply_trigger(
+                batch, triggers[groups], form, settings.additive_eps / 255, places[groups]
+            )
+            predicted = model(stamped.flatten(0, 1)).argmax(1).view(*stamped.shape[:2]).cpu()
+            chosen = target[groups, None]
+            hits[groups] += ((predicted == chosen) & (truth[None] != chosen)).sum(1)
+    others = (labels[None] != target[:, None]).sum(1)
+    return [float(h / n) if n else 0.0 for h, n in zip(hits, others, strict=True)]
+
+
 def trigger_success(
     model: nn.Module, trigger_net: TriggerGenerator, images: torch.Tensor, labels: torch.Tensor,
     label: int, settings: RecoverySettings, context: RunContext,
 ) -> float:  # fmt: skip
-    """Fraction of held-out clean images not of class `label` that fresh triggers send to it."""
-    keep = labels != label
-    images = images[keep]
-    if len(images) == 0:
-        return 0.0
-    generator = context.generator(offset=99)
-    hits = 0
-    for part in batch_slices(len(images), 256):
-        batch = images[part].to(context.device)
-        triggers = sample_triggers(trigger_net, len(batch), generator, context.device)
-        stamped = apply_trigger(
-            batch, triggers, trigger_net.form, settings.additive_eps / 255, generator
-        )
-        hits += int((model(stamped).argmax(1) == label).sum())
-    return hits / len(images)
+    """`success_rates` of one generator."""
+    device = context.device
+
+    def sample(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        triggers = trigger_net(sample_noise(count, generator, device))[None]
+        return triggers, trigger_net.places(count, generator)[None]
+
+    return success_rates(
+        model, sample, trigger_net.form, images, labels, [label], settings, context
+    )[0]
 
 
-def trained_generator(
+def trained_generators(
     model: nn.Module, images: torch.Tensor, held_out: tuple[torch.Tensor, torch.Tensor],
-    label: int, step: int, form: str, settings: RecoverySettings, context: RunContext,
-) -> tuple[TriggerGenerator, float]:  # fmt: skip
-    """The generator of one label, form and staircase step with its held-out success, kept in the
-    work folder so `--resume` skips the generators already trained."""
+    jobs: list[tuple[int, int]], form: str, settings: RecoverySettings, context: RunContext,
+) -> list[tuple[TriggerGenerator, float]]:  # fmt: skip
+    """The generators of `jobs` ((label, staircase step) pairs) in one form, trained together,
+    each with its held-out success; kept in the work folder so `--resume` does not retrain them."""
+    labels = [label for label, _ in jobs]
+    name = f"baeraser-{form}-" + "_".join(f"{label}.{step}" for label, step in jobs)
 
     def train() -> dict:
-        beta = settings.staircase[step]
-        offset = 1000 * step + 100 * FORMS.index(form) + label
-        net = train_generator(model, images, label, beta, form, settings, context, offset)
-        rate = trigger_success(model, net, *held_out, label, settings, context)
-        return {"state": net.state_dict(), "success": rate}
+        betas = [settings.staircase[step] for _, step in jobs]
+        offset = 100 * FORMS.index(form) + 1000 * min(step for _, step in jobs)
+        nets = train_generators(model, images, labels, betas, form, settings, context, offset)
+        count, device = len(jobs), context.device
 
-    result = cached(context, f"baeraser-{form}-label{label}-step{step}", train)
+        def sample(size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            return nets(sample_noise(size, generator, device, count)), nets.places(size, generator)
+
+        rates = success_rates(model, sample, form, *held_out, labels, settings, context)
+        return {"state": nets.state_dict(), "success": rates}
+
+    result = cached(context, name, train)
     shape = settings.trigger_shape(form, tuple(images.shape[2:]))
-    net = TriggerGenerator(shape, settings.hidden, form)
-    net.load_state_dict(result["state"])
-    return net.to(context.device).eval(), result["success"]
+    nets = TriggerGenerators(len(jobs), shape, settings.hidden, form, tuple(images.shape[2:]))
+    nets.load_state_dict(result["state"])
+    singles = nets.to(context.device).eval().unstack()
+    return list(zip(singles, result["success"], strict=True))
 
 
 # label -> form -> the generator of the first staircase step
@@ -189,17 +247,16 @@ def recover_triggers(
     form and whether it was kept; each form's rule (median and MAD); the kept labels), and the
     first staircase step's generator of every label and form (what the report pictures)."""
     model.eval()
-    first_step: dict[int, dict[str, tuple[TriggerGenerator, float]]] = {}
-    bar = context.progress(
-        total=len(candidates) * len(settings.forms), desc="baeraser scan", unit="generator"
-    )
-    for label in candidates:
-        first_step[label] = {}
-        for form in settings.forms:
-            first_step[label][form] = trained_generator(
-                model, images, held_out, label, 0, form, settings, context
-            )
-            bar.update()
+    first_step: dict[int, dict[str, tuple[TriggerGenerator, float]]] = {
+        label: {} for label in candidates
+    }
+    bar = context.progress(total=len(settings.forms), desc="baeraser scan", unit="form")
+    for form in settings.forms:
+        jobs = [(label, 0) for label in candidates]
+        trained = trained_generators(model, images, held_out, jobs, form, settings, context)
+        for label, result in zip(candidates, trained, strict=True):
+            first_step[label][form] = result
+        bar.update()
     bar.close()
     # One rule per form: an image-sized pattern at 16/255 is a universal adversarial
     # perturbation towards many labels of a real model, so its success is compared with the
@@ -215,20 +272,27 @@ def recover_triggers(
     for label, forms in first_step.items():
         passing = [f for f in settings.forms if rules[f].passes(forms[f][1])]
         form = max(passing or settings.forms, key=lambda f: forms[f][1])
-        net, rate = forms[form]
         labels[str(label)] = {
             "form": form,
             "success": {f: {beta[0]: r} for f, (_, r) in forms.items()},
             "anomaly_index": {f: rules[f].index(r) for f, (_, r) in forms.items()},
             "kept": bool(passing),
         }
-        if not passing:
+        if passing:
+            pool[label] = [forms[form][0]]
+    # Later staircase steps of the kept labels, one batch per form; every generator is judged by
+    # its form's rule again (Algorithm 1 drops every recovered trigger below tau).
+    for form in settings.forms:
+        jobs = [
+            (label, step)
+            for label in pool
+            if labels[str(label)]["form"] == form
+            for step in range(1, len(settings.staircase))
+        ]
+        if not jobs:
             continue
-        pool[label] = [net]
-        for step in range(1, len(settings.staircase)):
-            net, rate = trained_generator(
-                model, images, held_out, label, step, form, settings, context
-            )
+        trained = trained_generators(model, images, held_out, jobs, form, settings, context)
+        for (label, step), (net, rate) in zip(jobs, trained, strict=True):
             labels[str(label)]["success"][form][beta[step]] = rate
             if rules[form].passes(rate):
                 pool[label].append(net)

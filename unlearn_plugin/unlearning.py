@@ -118,7 +118,8 @@ def unlearn(
         label = targets[step % len(targets)]
         net = pool[label][(step // len(targets)) % len(pool[label])]
         triggers = sample_triggers(net, len(batch), generator, device)
-        stamped = apply_trigger(batch, triggers, net.form, recovery.additive_eps / 255, generator)
+        places = net.places(len(batch), generator)
+        stamped = apply_trigger(batch, triggers, net.form, recovery.additive_eps / 255, places)
         backdoor = bounded_ascent_term(student(stamped), label)
         loss = (
             F.cross_entropy(student(batch), truth)

@@ -114,10 +114,10 @@ def test_the_additive_form_recovers_a_full_image_trigger_the_patch_cannot():
 def test_every_staircase_step_is_checked_against_the_rule(monkeypatch):
     rates = {(5, 0): 0.9, (5, 1): 0.3, (5, 2): 0.95, (2, 0): 0.0}
 
-    def fake(model, images, held_out, label, step, form, settings, context):
-        return TriggerGenerator((3, 3, 3), 8, form), rates[(label, step)]
+    def fake(model, images, held_out, jobs, form, settings, context):
+        return [(TriggerGenerator((3, 3, 3), 8, form), rates[job]) for job in jobs]
 
-    monkeypatch.setattr(recovery, "trained_generator", fake)
+    monkeypatch.setattr(recovery, "trained_generators", fake)
     settings = RecoverySettings(trigger="patch", staircase=(0.5, 0.8, 0.9), tau=0.8, anomaly=0)
     context = RunContext(torch.device("cpu"), seed=0, quiet=True)
     pool, scan, _ = recover_triggers(nn.Identity(), None, None, [2, 5], settings, context)
@@ -135,10 +135,10 @@ def test_each_form_is_judged_among_its_own_labels(monkeypatch):
     additive = [0.136, 0.0, 0.76, 0.769, 0.441, 0.411, 0.781, 0.027, 0.613, 0.662]
     rates = {"patch": patch, "additive": additive}
 
-    def fake(model, images, held_out, label, step, form, settings, context):
-        return TriggerGenerator((3, 3, 3), 8, form), rates[form][label]
+    def fake(model, images, held_out, jobs, form, settings, context):
+        return [(TriggerGenerator((3, 3, 3), 8, form), rates[form][label]) for label, _ in jobs]
 
-    monkeypatch.setattr(recovery, "trained_generator", fake)
+    monkeypatch.setattr(recovery, "trained_generators", fake)
     settings = RecoverySettings(staircase=(0.5,), tau=0.8, anomaly=2.0)
     context = RunContext(torch.device("cpu"), seed=0, quiet=True)
     pool, scan, _ = recover_triggers(nn.Identity(), None, None, list(range(10)), settings, context)

@@ -36,7 +36,7 @@ def test_penalty_is_zero_at_the_original_parameters_and_grows_with_drift():
 def test_gradient_ascent_lowers_the_target_probability_on_triggered_inputs():
     torch.manual_seed(0)
     victim = PatchVictim(strength=12.0).eval()
-    white = TriggerGenerator((3, 3, 3), hidden=16).eval()
+    white = TriggerGenerator((3, 3, 3), hidden=16, image_size=(16, 16)).eval()
     with torch.no_grad():  # a generator of (almost) white patches: the victim's trigger
         white.out.weight.zero_()
         white.out.bias.fill_(10.0)
@@ -48,7 +48,7 @@ def test_gradient_ascent_lowers_the_target_probability_on_triggered_inputs():
     def target_probability(model: torch.nn.Module) -> float:
         generator = torch.Generator().manual_seed(3)
         triggers = sample_triggers(white, 64, generator, context.device)
-        stamped = apply_trigger(images, triggers, "patch", 0.0, generator)
+        stamped = apply_trigger(images, triggers, "patch", 0.0, white.places(64, generator))
         with torch.no_grad():
             return model.eval()(stamped).softmax(1)[:, 5].mean().item()
 
@@ -69,7 +69,7 @@ class Interrupt(Exception):
 def test_interrupted_unlearning_resumes_to_the_same_weights(tmp_path):
     torch.manual_seed(0)
     base = PatchVictim(strength=12.0).eval()
-    white = TriggerGenerator((3, 3, 3), hidden=16).eval()
+    white = TriggerGenerator((3, 3, 3), hidden=16, image_size=(16, 16)).eval()
     with torch.no_grad():
         white.out.weight.zero_()
         white.out.bias.fill_(10.0)

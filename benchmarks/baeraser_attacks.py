@@ -1,0 +1,152 @@
+"""BAERASER on the shared MEDIC checkpoint and on the fast-profile attack models
+(benchmarks/models/fast/, made by benchmarks/attacks_fast.py), with plain fine-tuning beside it,
+5% of the CIFAR-10 training set as the defender's clean data. Per model: the labels BAERASER
+kept, the target's anomaly index in each trigger form, clean
+accuracy and ASR before and after, time. A finished row is skipped on a re-run; a missing model
+is skipped with a message.
+
+    python benchmarks/baeraser_attacks.py [--only shared badnet ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from recorded import ROOT, portable, portable_command
+
+SHARED = ROOT.parent / "shared"
+FAST = ROOT / "benchmarks" / "models" / "fast"
+RESULTS = ROOT / "docs" / "results" / "baeraser_attacks.json"
+SHARED_MODEL = SHARED / "checkpoints" / "nad-wrn16-1-badnet.pth.tar"
+MODELS = {
+    "shared": (SHARED_MODEL, "badnet:pattern=grid,target=5"),
+    **{
+        name: (FAST / f"{name}.pth.tar", None)
+        for name in ("badnet", "blended", "sig", "cleanlabel")
+    },
+}
+DEFENSES = ("baeraser", "finetune")
+NO_TRIGGER = 3  # purify's exit status when the defense left the model unchanged
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU"
+
+
+def percent(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 2)
+
+
+def run(name: str, defense: str, args: argparse.Namespace) -> dict:
+    model, attack = MODELS[name]
+    out = args.work / f"{name}-{defense}.pth.tar"
+    command = [
+        sys.executable, "-m", "purify_backdoor", "--plugin", defense, str(model),
+        "--data", str(args.data), "--ratio", "0.05", "--seed", "0",
+        *(["--attack", attack] if attack else []), "--out", str(out), "--overwrite", "--quiet",
+    ]  # fmt: skip
+    print("$", " ".join(command), flush=True)
+    status = subprocess.run(command).returncode
+    if status not in (0, NO_TRIGGER):
+        raise SystemExit(f"{defense} on {name} failed with exit status {status}")
+    report = json.loads(out.with_name(out.name + ".report.json").read_text())
+    metrics = report["metrics"]
+    target = report["attack"]["options"]["target"]
+    row = {
+        "model": portable(model),
+        "defense": defense,
+        "target": target,
+        "status": report.get("status", "purified"),
+        "clean_acc_before": percent(metrics["before"]["clean_acc"]),
+        "asr_before": percent(metrics["before"]["asr"]),
+        "clean_acc": percent(metrics["after"]["clean_acc"]),
+        "asr": percent(metrics["after"]["asr"]),
+        "defense_time_s": report["defense_time_s"],
+        "peak_rss_mib": report["peak_rss_mib"],
+        "command": portable_command(command[3:]),
+        "machine": machine(),
+    }
+    scan = report.get("details", {}).get("baeraser")
+    if scan:
+        labels = scan["labels"]
+        row |= {
+            "kept_labels": scan["kept_labels"],
+            "target_anomaly_index": labels[str(target)]["anomaly_index"],
+            "target_success": labels[str(target)]["success"],
+            "best_other_success": {
+                form: max(
+                    next(iter(row_["success"][form].values()))
+                    for label, row_ in labels.items()
+                    if label != str(target)
+                )
+                for form in labels[str(target)]["success"]
+            },
+            "unlearning_steps": (scan.get("unlearning") or [{}])[-1].get("step"),
+            "recovery_s": scan.get("recovery_s"),
+        }
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| model | backdoored: clean / ASR | BAERASER: kept | target index (patch / additive) "
+        "| BAERASER: clean / ASR | time | fine-tune: clean / ASR | time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    by_model: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        if "defense" in row:
+            by_model.setdefault(row["model"], {})[row["defense"]] = row
+    for model, found in by_model.items():
+        ba, ft = found.get("baeraser"), found.get("finetune")
+        first = ba or ft
+        index = ba and ba.get("target_anomaly_index") or {}
+        lines.append(
+            f"| {model} | {first['clean_acc_before']:.2f}% / {first['asr_before']:.2f}% "
+            + (
+                f"| {ba['kept_labels']} | {index.get('patch', 0):.1f} / "
+                f"{index.get('additive', 0):.1f} | {ba['clean_acc']:.2f}% / {ba['asr']:.2f}% "
+                f"| {ba['defense_time_s']:.0f} s "
+                if ba
+                else "| | | | "
+            )
+            + (
+                f"| {ft['clean_acc']:.2f}% / {ft['asr']:.2f}% | {ft['defense_time_s']:.0f} s |"
+                if ft
+                else "| | |"
+            )
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--defenses", nargs="*", default=list(DEFENSES), choices=DEFENSES)
+    parser.add_argument("--data", type=Path, default=SHARED / "data" / "cifar10-jpeg.tar.gz")
+    parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-baeraser")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
+    for name in args.only:
+        model = MODELS[name][0]
+        if not model.exists():
+            print(f"skipping {name}: {portable(model)} is missing (benchmarks/attacks_fast.py)")
+            continue
+        for defense in args.defenses:
+            done = {(r["model"], r.get("defense")) for r in results["rows"]}
+            if (portable(model), defense) in done:
+                continue
+            results["rows"].append(run(name, defense, args))
+            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results["rows"]))
+
+
+if __name__ == "__main__":
+    main()
