@@ -103,14 +103,15 @@ def victim_passes(groups: int, batch: int) -> list[slice]:
     return [slice(start, min(start + step, groups)) for start in range(0, groups, step)]
 
 
-def train_generators(
+def generator_trainer(
     model: nn.Module, images: torch.Tensor, labels: list[int], betas: list[float], form: str,
     settings: RecoverySettings, context: RunContext, offset: int,
-) -> TriggerGenerators:  # fmt: skip
-    """One generator per (label, beta), trained together: each step stamps the same clean batch
-    with every generator's triggers, and the sum of their losses is one backward (each generator's
-    weights get its own loss's gradient only, and Adam is per weight, so they train as if apart).
-    The victim runs in passes of at most VICTIM_PASS images; the generators' graph is kept once."""
+) -> tuple[TriggerGenerators, Callable[[], None]]:  # fmt: skip
+    """One generator per (label, beta), and the function that trains them together one step (call
+    it with the victim frozen): the step stamps the same clean batch with every generator's
+    triggers, and the sum of their losses is one backward (each generator's weights get its own
+    loss's gradient only, and Adam is per weight, so they train as if apart). The victim runs in
+    passes of at most VICTIM_PASS images; the generators' graph is built once."""
     device = context.device
     generator = context.generator(offset=offset)
     count = len(labels)
@@ -125,32 +126,45 @@ def train_generators(
     target = torch.tensor(labels, device=device)
     beta = torch.tensor(betas, device=device)[:, None]
     passes = victim_passes(count, settings.batch_size)
+
+    def step() -> None:
+        index = torch.randint(0, len(images), (settings.batch_size,), generator=generator)
+        batch = images[index].to(device)
+        noise = sample_noise(len(batch), generator, device, count)
+        triggers = nets(noise)
+        jitter = torch.randn(triggers.shape, generator=generator).to(device)
+        noisy = (triggers + settings.noise_std * jitter).clamp(0, 1)
+        places = nets.places(len(batch), generator)
+        stamp = noisy.detach().requires_grad_()
+        for part in passes:  # backward through the victim, pass by pass, to the triggers
+            stamped = apply_trigger(batch, stamp[part], form, eps, places[part])
+            logits = model(stamped.flatten(0, 1)).view(*stamped.shape[:2], -1)
+            chosen = target[part, None, None].expand(*logits.shape[:2], 1)
+            probability = logits.softmax(2).gather(2, chosen).squeeze(2)
+            staircase_hinge(probability, beta[part]).sum().backward()
+        marginal = sample_noise(len(batch), generator, device, count)
+        entropy = mutual_information_bound(statistics, noise, triggers, marginal)
+        loss = (noisy * stamp.grad).sum() - settings.entropy_weight * entropy.sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        fresh = sample_noise(len(batch), generator, device, count)
+        with torch.no_grad():
+            fresh_triggers = nets(fresh)
+        mine.step(fresh, fresh_triggers, sample_noise(len(batch), generator, device, count))
+
+    return nets, step
+
+
+def train_generators(
+    model: nn.Module, images: torch.Tensor, labels: list[int], betas: list[float], form: str,
+    settings: RecoverySettings, context: RunContext, offset: int,
+) -> TriggerGenerators:  # fmt: skip
+    """`generator_trainer`'s generators after `settings.steps` steps."""
+    nets, step = generator_trainer(model, images, labels, betas, form, settings, context, offset)
     with frozen(model):
         for _ in range(settings.steps):
-            index = torch.randint(0, len(images), (settings.batch_size,), generator=generator)
-            batch = images[index].to(device)
-            noise = sample_noise(len(batch), generator, device, count)
-            triggers = nets(noise)
-            jitter = torch.randn(triggers.shape, generator=generator).to(device)
-            noisy = (triggers + settings.noise_std * jitter).clamp(0, 1)
-            places = nets.places(len(batch), generator)
-            stamp = noisy.detach().requires_grad_()
-            for part in passes:  # backward through the victim, pass by pass, to the triggers
-                stamped = apply_trigger(batch, stamp[part], form, eps, places[part])
-                logits = model(stamped.flatten(0, 1)).view(*stamped.shape[:2], -1)
-                chosen = target[part, None, None].expand(*logits.shape[:2], 1)
-                probability = logits.softmax(2).gather(2, chosen).squeeze(2)
-                staircase_hinge(probability, beta[part]).sum().backward()
-            marginal = sample_noise(len(batch), generator, device, count)
-            entropy = mutual_information_bound(statistics, noise, triggers, marginal)
-            loss = (noisy * stamp.grad).sum() - settings.entropy_weight * entropy.sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            fresh = sample_noise(len(batch), generator, device, count)
-            with torch.no_grad():
-                fresh_triggers = nets(fresh)
-            mine.step(fresh, fresh_triggers, sample_noise(len(batch), generator, device, count))
+            step()
     return nets.eval()
 
 
