@@ -3,7 +3,7 @@
 5% of the CIFAR-10 training set as the defender's clean data. Per model: the labels BAERASER
 kept, the target's anomaly index in each trigger form, clean
 accuracy and ASR before and after, time. A finished row is skipped on a re-run; a missing model
-is skipped with a message.
+is skipped with a message; a started one is resumed (`--resume`).
 
     python benchmarks/baeraser_attacks.py [--only shared badnet ...]
 """
@@ -51,8 +51,9 @@ def run(name: str, defense: str, args: argparse.Namespace) -> dict:
         "--data", str(args.data), "--ratio", "0.05", "--seed", "0",
         *(["--attack", attack] if attack else []), "--out", str(out), "--overwrite", "--quiet",
     ]  # fmt: skip
-    print("$", " ".join(command), flush=True)
-    status = subprocess.run(command).returncode
+    started = out.with_name(out.name + ".work").exists()
+    print("$", " ".join(command), "--resume" if started else "", flush=True)
+    status = subprocess.run(command + (["--resume"] if started else [])).returncode
     if status not in (0, NO_TRIGGER):
         raise SystemExit(f"{defense} on {name} failed with exit status {status}")
     report = json.loads(out.with_name(out.name + ".report.json").read_text())

@@ -55,10 +55,10 @@ class TriggerGenerator(nn.Module):
         out = self.out(torch.cat([hidden, chunks[3]], 1))
         return torch.sigmoid(out).view(-1, *self.trigger_shape)
 
-    def places(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        """Where `count` triggers go: one uniform place for all of them."""
+    def places(self, count: int, generator: torch.Generator, each: bool = False) -> torch.Tensor:
+        """Where `count` triggers go: one uniform place for all of them, or one per trigger."""
         grid = place_grid(self.image_size, self.trigger_shape)
-        return sample_places(grid, 1, count, generator)[0].to(self.out.weight.device)
+        return sample_places(grid, 1, count, generator, each)[0].to(self.out.weight.device)
 
 
 class GroupedLinear(nn.Module):
@@ -120,9 +120,11 @@ class TriggerGenerators(nn.Module):
         out = self.out(torch.cat([hidden, chunks[3]], 2))
         return torch.sigmoid(out).view(self.count, -1, *self.trigger_shape)
 
-    def places(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        """(G, count) places: one uniform place per generator, as if each trained apart."""
-        return sample_places(self.grid, self.count, count, generator).to(self.out.weight.device)
+    def places(self, count: int, generator: torch.Generator, each: bool = False) -> torch.Tensor:
+        """(G, count) places: one uniform place per generator, as if each trained apart, or
+        one per trigger."""
+        places = sample_places(self.grid, self.count, count, generator, each)
+        return places.to(self.out.weight.device)
 
     def unstack(self) -> list[TriggerGenerator]:
         """The G generators as separate modules, in the same mode, with equal outputs."""
@@ -146,11 +148,13 @@ class TriggerGenerators(nn.Module):
 
 
 def sample_places(
-    grid: tuple[int, int], groups: int, count: int, generator: torch.Generator
-) -> torch.Tensor:
+    grid: tuple[int, int], groups: int, count: int, generator: torch.Generator,
+    each: bool = False,
+) -> torch.Tensor:  # fmt: skip
     """(groups, count) flat places (row * columns + column): one uniform place per group, shared
-    by its `count` images (the authors' code draws one place per batch)."""
-    place = torch.randint(0, grid[0] * grid[1], (groups, 1), generator=generator)
+    by its `count` images (the authors' code draws one place per batch), or with `each` one per
+    image (scoring: the mean over places, not the luck of a few)."""
+    place = torch.randint(0, grid[0] * grid[1], (groups, count if each else 1), generator=generator)
     return place.expand(groups, count)
 
 

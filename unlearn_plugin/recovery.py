@@ -212,7 +212,7 @@ def trigger_success(
 
     def sample(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         triggers = trigger_net(sample_noise(count, generator, device))[None]
-        return triggers, trigger_net.places(count, generator)[None]
+        return triggers, trigger_net.places(count, generator, each=True)[None]
 
     return success_rates(
         model, sample, trigger_net.form, images, labels, [label], settings, context
@@ -223,8 +223,9 @@ def trained_generators(
     model: nn.Module, images: torch.Tensor, held_out: tuple[torch.Tensor, torch.Tensor],
     jobs: list[tuple[int, int]], form: str, settings: RecoverySettings, context: RunContext,
 ) -> list[tuple[TriggerGenerator, float]]:  # fmt: skip
-    """The generators of `jobs` ((label, staircase step) pairs) in one form, trained together,
-    each with its held-out success; kept in the work folder so `--resume` does not retrain them."""
+    """The generators of `jobs` ((label, staircase step) pairs) in one form, trained together
+    (kept in the work folder so `--resume` does not retrain them), each with its held-out
+    success, scored with a place of its own per image."""
     labels = [label for label, _ in jobs]
     name = f"baeraser-{form}-" + "_".join(f"{label}.{step}" for label, step in jobs)
 
@@ -232,20 +233,20 @@ def trained_generators(
         betas = [settings.staircase[step] for _, step in jobs]
         offset = 100 * FORMS.index(form) + 1000 * min(step for _, step in jobs)
         nets = train_generators(model, images, labels, betas, form, settings, context, offset)
-        count, device = len(jobs), context.device
+        return {"state": nets.state_dict()}
 
-        def sample(size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-            return nets(sample_noise(size, generator, device, count)), nets.places(size, generator)
-
-        rates = success_rates(model, sample, form, *held_out, labels, settings, context)
-        return {"state": nets.state_dict(), "success": rates}
-
-    result = cached(context, name, train)
     shape = settings.trigger_shape(form, tuple(images.shape[2:]))
     nets = TriggerGenerators(len(jobs), shape, settings.hidden, form, tuple(images.shape[2:]))
-    nets.load_state_dict(result["state"])
-    singles = nets.to(context.device).eval().unstack()
-    return list(zip(singles, result["success"], strict=True))
+    nets.load_state_dict(cached(context, name, train)["state"])
+    nets = nets.to(context.device).eval()
+    count, device = len(jobs), context.device
+
+    def sample(size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        triggers = nets(sample_noise(size, generator, device, count))
+        return triggers, nets.places(size, generator, each=True)
+
+    rates = success_rates(model, sample, form, *held_out, labels, settings, context)
+    return list(zip(nets.unstack(), rates, strict=True))
 
 
 # label -> form -> the generator of the first staircase step

@@ -72,3 +72,11 @@ def test_victim_passes_cover_every_group_once_within_the_image_cap():
         covered = [g for part in passes for g in range(groups)[part]]
         assert covered == list(range(groups))
         assert all(len(range(groups)[part]) * batch <= max(512, batch) for part in passes)
+
+
+def test_scoring_draws_a_place_per_image():
+    nets = TriggerGenerators(2, (3, 3, 3), hidden=8, form="patch", image_size=(16, 16))
+    places = nets.places(64, torch.Generator().manual_seed(0), each=True)
+    assert places.shape == (2, 64) and all(len(set(row.tolist())) > 30 for row in places)
+    single = nets.unstack()[0].places(64, torch.Generator().manual_seed(0), each=True)
+    assert single.shape == (64,) and len(set(single.tolist())) > 30
