@@ -1,11 +1,11 @@
 """BAERASER's trigger recovery against a 10-epoch fine-tune on the same clean data (the issue's
 target: recovery <= 2x). Steps are timed interleaved, round by round in one process, so load
 from anything else on the machine hits all alike: a fine-tune step (batch 64), a scan step of
-each form (every label's generator together, batch 128 each), the same scan step with one
-generator (the layout before the generators were stacked), and a staircase step (one kept
-label's two later generators). The totals are projected from the step counts of a default run
-(150 steps per generator, 10 epochs of 40 fine-tune steps), plus the held-out scoring, timed
-once.
+each form (every label's generator together, batch 128 each; victim passes of 512 images, and
+of 128), the same scan step with one generator (the layout before the generators were stacked),
+and a staircase step (one kept label's two later generators). The totals are projected from
+the step counts of a default run (150 steps per generator, 10 epochs of 40 fine-tune steps),
+plus the held-out scoring, timed once.
 
     python benchmarks/baeraser_recovery_time.py
 """
@@ -30,6 +30,7 @@ from purify_backdoor.data.clean_subset import clean_subset
 from purify_backdoor.data.loading import open_data
 from purify_backdoor.report import package_versions
 from purify_backdoor.runtime import resolve_device, seed_everything
+from purify_backdoor.unlearn import recovery as recovery_module
 from purify_backdoor.unlearn import split_clean
 from purify_backdoor.unlearn.generator import sample_noise
 from purify_backdoor.unlearn.recovery import RecoverySettings, generator_trainer, success_rates
@@ -72,6 +73,15 @@ def main() -> None:
         )[1]
         for form in settings.forms
     }
+    default_pass = recovery_module.VICTIM_PASS
+    recovery_module.VICTIM_PASS = settings.batch_size  # one generator's images per victim pass
+    steps |= {
+        f"scan_{form}_pass{settings.batch_size}": generator_trainer(
+            victim, images, labels, [0.5] * len(labels), form, settings, context, 0
+        )[1]
+        for form in settings.forms
+    }
+    recovery_module.VICTIM_PASS = default_pass
     steps |= {
         f"apart_{form}": generator_trainer(victim, images, [5], [0.5], form, settings, context, 0)[
             1
@@ -121,6 +131,10 @@ def main() -> None:
     scoring = sum(score(form) for form in settings.forms)
     per_step = settings.steps
     scan = per_step * (median["scan_patch"] + median["scan_additive"])
+    small = settings.batch_size
+    scan_small_passes = per_step * (
+        median[f"scan_patch_pass{small}"] + median[f"scan_additive_pass{small}"]
+    )
     apart = per_step * len(labels) * (median["apart_patch"] + median["apart_additive"])
     recovery = scan + per_step * median["staircase"] + scoring
     finetune = FINETUNE_EPOCHS * math.ceil(len(clean) / FINETUNE_BATCH) * median["finetune"]
@@ -133,6 +147,8 @@ def main() -> None:
         "scoring_s": scoring,
         "scan_s": scan,
         "scan_apart_s": apart,
+        "victim_pass_images": default_pass,
+        f"scan_pass{small}_s": scan_small_passes,
         "recovery_s": recovery,
         "finetune_s": finetune,
         "ratio": recovery / finetune,
@@ -147,6 +163,7 @@ def main() -> None:
     print("| stage (projected from interleaved median steps) | seconds |\n|---|---|")
     print(f"| fine-tune, {FINETUNE_EPOCHS} epochs on {len(clean)} images | {finetune:.1f} |")
     print(f"| scan, generators stacked per form | {scan:.1f} |")
+    print(f"| scan, stacked, victim passes of {small} images | {scan_small_passes:.1f} |")
     print(f"| scan, one generator at a time | {apart:.1f} |")
     print(f"| recovery (stacked scan + one label's staircase + scoring) | {recovery:.1f} |")
     print(f"| ratio recovery / fine-tune | {result['ratio']:.2f} |")
