@@ -37,7 +37,7 @@ from purify_backdoor.unlearn.mine import MineTrainer, StatisticsNetworks, mutual
 
 MAD_FLOOR = 0.01  # one point of success: below it, a flat profile would make noise an outlier
 MAD_SCALE = 1.4826  # MAD to standard deviation under normality (Neural Cleanse's constant)
-VICTIM_PASS = 512  # most images in one pass through the victim while generators train together
+VICTIM_PASS_GPU = 512  # most images in one victim pass on a GPU while generators train together
 SCORE_BATCH = 256  # held-out images per scoring batch
 
 
@@ -96,10 +96,19 @@ def staircase_hinge(probabilities: torch.Tensor, beta: float | torch.Tensor) -> 
     return (beta - probabilities).clamp(min=0).mean(-1)
 
 
-def victim_passes(groups: int, batch: int) -> list[slice]:
-    """Slices of the G groups to send through the victim together: at most VICTIM_PASS images a
+def victim_pass_cap(device: torch.device, batch: int) -> int:
+    """Most images in one pass through the victim. On CPU one generator's batch: measured on the
+    shared WRN-16-1 (benchmarks/baeraser_recovery_time.py), passes of 512 images made the scan
+    1.6x slower than passes of 128 (cache-bound convolutions), and 128-image passes ran as fast
+    as one generator at a time. On a GPU, VICTIM_PASS_GPU, to fill the device (not measured
+    here: no GPU was lent)."""
+    return VICTIM_PASS_GPU if device.type == "cuda" else batch
+
+
+def victim_passes(groups: int, batch: int, cap: int) -> list[slice]:
+    """Slices of the G groups to send through the victim together: at most `cap` images a
     pass (or one group), so memory stays that of one large batch whatever the label count."""
-    step = max(1, VICTIM_PASS // max(batch, 1))
+    step = max(1, cap // max(batch, 1))
     return [slice(start, min(start + step, groups)) for start in range(0, groups, step)]
 
 
@@ -111,7 +120,7 @@ def generator_trainer(
     it with the victim frozen): the step stamps the same clean batch with every generator's
     triggers, and the sum of their losses is one backward (each generator's weights get its own
     loss's gradient only, and Adam is per weight, so they train as if apart). The victim runs in
-    passes of at most VICTIM_PASS images; the generators' graph is built once."""
+    passes of at most `victim_pass_cap` images; the generators' graph is built once."""
     device = context.device
     generator = context.generator(offset=offset)
     count = len(labels)
@@ -125,7 +134,7 @@ def generator_trainer(
     eps = settings.additive_eps / 255
     target = torch.tensor(labels, device=device)
     beta = torch.tensor(betas, device=device)[:, None]
-    passes = victim_passes(count, settings.batch_size)
+    passes = victim_passes(count, settings.batch_size, victim_pass_cap(device, settings.batch_size))
 
     def step() -> None:
         index = torch.randint(0, len(images), (settings.batch_size,), generator=generator)
@@ -188,7 +197,8 @@ def success_rates(
     generator = context.generator(offset=99)
     target = torch.tensor(targets)
     hits = torch.zeros(len(targets))
-    passes = victim_passes(len(targets), SCORE_BATCH)
+    cap = victim_pass_cap(context.device, SCORE_BATCH)
+    passes = victim_passes(len(targets), SCORE_BATCH, cap)
     for part in batch_slices(len(images), SCORE_BATCH):
         batch, truth = images[part].to(context.device), labels[part]
         triggers, places = sample(len(batch), generator)

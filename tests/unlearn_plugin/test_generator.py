@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from purify_backdoor.unlearn.generator import TriggerGenerators, apply_trigger, sample_noise
-from purify_backdoor.unlearn.recovery import victim_passes
+from purify_backdoor.unlearn.recovery import victim_pass_cap, victim_passes
 
 
 def stacked(form: str = "patch") -> TriggerGenerators:
@@ -68,7 +68,7 @@ def test_each_group_gets_its_own_patch_place_and_additive_broadcasts():
 
 def test_victim_passes_cover_every_group_once_within_the_image_cap():
     for groups, batch in [(20, 128), (3, 1000), (10, 32), (1, 1)]:
-        passes = victim_passes(groups, batch)
+        passes = victim_passes(groups, batch, 512)
         covered = [g for part in passes for g in range(groups)[part]]
         assert covered == list(range(groups))
         assert all(len(range(groups)[part]) * batch <= max(512, batch) for part in passes)
@@ -80,3 +80,9 @@ def test_scoring_draws_a_place_per_image():
     assert places.shape == (2, 64) and all(len(set(row.tolist())) > 30 for row in places)
     single = nets.unstack()[0].places(64, torch.Generator().manual_seed(0), each=True)
     assert single.shape == (64,) and len(set(single.tolist())) > 30
+
+
+def test_cpu_passes_hold_one_generators_batch_and_a_gpus_more():
+    assert victim_pass_cap(torch.device("cpu"), 128) == 128
+    assert len(victim_passes(10, 128, victim_pass_cap(torch.device("cpu"), 128))) == 10
+    assert victim_pass_cap(torch.device("cuda"), 128) == 512
