@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
-from recorded import ROOT, portable_command
+from recorded import ROOT, machine, portable_command
 
 DATA = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 MODELS = ROOT / "benchmarks" / "models" / "fast"
@@ -40,10 +38,6 @@ ATTACKS = {
     "polygon": ["-o", "size=10"],
     "filter": ["--poison-ratio", "0.05"],
 }
-
-
-def machine() -> str:
-    return f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU"
 
 
 def train(name: str, flags: list[str], args: argparse.Namespace) -> dict:

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
-from recorded import ROOT, portable, portable_command
+from recorded import ROOT, machine, percent, portable, portable_command
 
 SHARED = ROOT.parent / "shared"
 FAST = ROOT / "benchmarks" / "models" / "fast"
@@ -33,14 +31,6 @@ MODELS = {
 }
 DEFENSES = ("baeraser", "finetune")
 NO_TRIGGER = 3  # purify's exit status when the defense left the model unchanged
-
-
-def machine() -> str:
-    return f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), no GPU"
-
-
-def percent(value: float | None) -> float | None:
-    return None if value is None else round(100 * value, 2)
 
 
 def run(name: str, defense: str, args: argparse.Namespace) -> dict:

@@ -28,6 +28,7 @@ from purify_backdoor import RunContext, frozen, random_crop_flip, to_tensor
 from purify_backdoor.checkpoints import open_checkpoint
 from purify_backdoor.data.clean_subset import clean_subset
 from purify_backdoor.data.loading import open_data
+from purify_backdoor.host_memory import keep_freed_memory
 from purify_backdoor.report import package_versions
 from purify_backdoor.runtime import resolve_device, seed_everything
 from purify_backdoor.unlearn import recovery as recovery_module
@@ -59,6 +60,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     seed_everything(0)
+    keep_freed_memory()  # as every purify job does (run_context)
     device = resolve_device(args.device)
     context = RunContext(device, seed=0, quiet=True)
     clean, _ = clean_subset(open_data(args.data).train, seed=0, ratio=args.ratio)
