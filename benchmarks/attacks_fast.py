@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-from pathlib import Path
 
+from inputs import FAST_MODELS, add_input_arguments
+from purify_runs import run_resumable
 from recorded import ROOT, machine, portable_command
 
-DATA = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-MODELS = ROOT / "benchmarks" / "models" / "fast"
+MODELS = FAST_MODELS
 RESULTS = ROOT / "docs" / "results" / "attacks_fast.json"
 ARCH = "wrn16-1"
 
@@ -47,10 +46,7 @@ def train(name: str, flags: list[str], args: argparse.Namespace) -> dict:
         "--data", str(args.data), "--arch", ARCH, "--profile", "fast", "--out", str(out),
         "--seed", str(args.seed), "-o", "target=5", *flags, "--quiet",
     ]  # fmt: skip
-    started = out.with_name(out.name + ".work").exists()
-    print("$", " ".join(command), "--resume" if started else "", flush=True)
-    subprocess.run(command + (["--resume"] if started else []), check=True)
-    report = json.loads(out.with_name(out.name + ".report.json").read_text())
+    report, started = run_resumable(command, out)
     return {
         "attack": name,
         "arch": ARCH,
@@ -83,7 +79,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    add_input_arguments(parser, model=False)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", choices=sorted(ATTACKS))
     args = parser.parse_args()

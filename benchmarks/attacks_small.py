@@ -14,11 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recorded import portable_command
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-DATA = SHARED / "data" / "cifar10-jpeg.tar.gz"
+from inputs import add_input_arguments
+from recorded import ROOT, portable_command
 
 # Target 5 (dog) as in the MEDIC zoo; clean-label attacks (SIG, cleanlabel) poison its images.
 # At ratio 0.1 they poison every dog image, leaving no clean dog, which cost SIG and cleanlabel more
@@ -77,7 +74,7 @@ def table(results: dict[str, dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    add_input_arguments(parser, model=False)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", choices=sorted(ATTACKS))
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "attacks-small")

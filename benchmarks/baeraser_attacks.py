@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-from recorded import ROOT, machine, percent, portable, portable_command
+from inputs import FAST_MODELS, SHARED_ATTACK, SHARED_MODEL, add_input_arguments
+from purify_runs import defense_row, run_resumable
+from recorded import ROOT, machine, portable, portable_command
 
-SHARED = ROOT.parent / "shared"
-FAST = ROOT / "benchmarks" / "models" / "fast"
 RESULTS = ROOT / "docs" / "results" / "baeraser_attacks.json"
-SHARED_MODEL = SHARED / "checkpoints" / "nad-wrn16-1-badnet.pth.tar"
 MODELS = {
-    "shared": (SHARED_MODEL, "badnet:pattern=grid,target=5"),
+    "shared": (SHARED_MODEL, SHARED_ATTACK),
     **{
-        name: (FAST / f"{name}.pth.tar", None)
+        name: (FAST_MODELS / f"{name}.pth.tar", None)
         for name in ("badnet", "blended", "sig", "cleanlabel")
     },
 }
@@ -41,25 +39,12 @@ def run(name: str, defense: str, args: argparse.Namespace) -> dict:
         "--data", str(args.data), "--ratio", "0.05", "--seed", "0",
         *(["--attack", attack] if attack else []), "--out", str(out), "--overwrite", "--quiet",
     ]  # fmt: skip
-    started = out.with_name(out.name + ".work").exists()
-    print("$", " ".join(command), "--resume" if started else "", flush=True)
-    status = subprocess.run(command + (["--resume"] if started else [])).returncode
-    if status not in (0, NO_TRIGGER):
-        raise SystemExit(f"{defense} on {name} failed with exit status {status}")
-    report = json.loads(out.with_name(out.name + ".report.json").read_text())
-    metrics = report["metrics"]
+    report, _ = run_resumable(command, out, allowed=(0, NO_TRIGGER))
     target = report["attack"]["options"]["target"]
     row = {
         "model": portable(model),
         "defense": defense,
-        "target": target,
-        "status": report.get("status", "purified"),
-        "clean_acc_before": percent(metrics["before"]["clean_acc"]),
-        "asr_before": percent(metrics["before"]["asr"]),
-        "clean_acc": percent(metrics["after"]["clean_acc"]),
-        "asr": percent(metrics["after"]["asr"]),
-        "defense_time_s": report["defense_time_s"],
-        "peak_rss_mib": report["peak_rss_mib"],
+        **defense_row(report),
         "command": portable_command(command[3:]),
         "machine": machine(),
     }
@@ -120,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--defenses", nargs="*", default=list(DEFENSES), choices=DEFENSES)
-    parser.add_argument("--data", type=Path, default=SHARED / "data" / "cifar10-jpeg.tar.gz")
+    add_input_arguments(parser, model=False)
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-baeraser")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from inputs import add_input_arguments
 from recorded import ROOT, portable
 
 from purify_backdoor import RunContext, frozen, random_crop_flip, to_tensor
@@ -36,7 +37,6 @@ from purify_backdoor.unlearn import split_clean
 from purify_backdoor.unlearn.generator import sample_noise
 from purify_backdoor.unlearn.recovery import RecoverySettings, generator_trainer, success_rates
 
-SHARED = ROOT.parent / "shared"
 FINETUNE_EPOCHS, FINETUNE_BATCH = 10, 64
 
 
@@ -48,10 +48,7 @@ def timed(work) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", type=Path, default=SHARED / "checkpoints/nad-wrn16-1-badnet.pth.tar"
-    )
-    parser.add_argument("--data", type=Path, default=SHARED / "data/cifar10-jpeg.tar.gz")
+    add_input_arguments(parser)
     parser.add_argument("--ratio", type=float, default=0.05)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--device", default="auto")

@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from medic_vs_finetune import ROOT, SHARED, run
+from inputs import add_input_arguments
+from medic_vs_finetune import ROOT, run
 
 ATTACKS = ("badnet", "blended", "sig", "cleanlabel")
 METHODS = {"finetune": "finetune", "medic": "medic (reference: signed)"}
@@ -46,7 +47,7 @@ def table(results: dict[str, dict], reference: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=ROOT / "out" / "attacks-small")
-    parser.add_argument("--data", type=Path, default=SHARED / "data/cifar10-jpeg.tar.gz")
+    add_input_arguments(parser, model=False)
     parser.add_argument("--attacks", nargs="*", default=list(ATTACKS))
     parser.add_argument("--ratio", type=float, default=0.05)
     parser.add_argument("--epochs", type=int, default=20)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from inputs import add_input_arguments
+from recorded import ROOT
 
 from purify_backdoor.checkpoints import open_checkpoint
 from purify_backdoor.data.clean_subset import clean_subset
@@ -33,8 +35,6 @@ from purify_backdoor.medic.statistics import teacher_statistics
 from purify_backdoor.report import package_versions
 from purify_backdoor.runtime import resolve_device, seed_everything
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 STEPS = ("finetune", "medic")
 
 
@@ -46,10 +46,7 @@ def timed(step, *args) -> float:
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", type=Path, default=SHARED / "checkpoints/nad-wrn16-1-badnet.pth.tar"
-    )
-    parser.add_argument("--data", type=Path, default=SHARED / "data/cifar10-jpeg.tar.gz")
+    add_input_arguments(parser)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--importance", default="reference", choices=("reference", "paper", "none"))
     parser.add_argument("--device", default="auto")

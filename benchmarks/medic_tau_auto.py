@@ -13,22 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from recorded import ROOT, machine, percent, portable, portable_command
+from inputs import FAST_MODELS, SHARED_ATTACK, SHARED_MODEL, add_input_arguments
+from purify_runs import defense_row, run_resumable
+from recorded import ROOT, machine, portable, portable_command
 
-SHARED = ROOT.parent / "shared"
-FAST = ROOT / "benchmarks" / "models" / "fast"
 RESULTS = ROOT / "docs" / "results" / "medic_tau_auto.json"
-SHARED_MODEL = SHARED / "checkpoints" / "nad-wrn16-1-badnet.pth.tar"
 MODELS = {
-    "shared": (SHARED_MODEL, "badnet:pattern=grid,target=5"),
-    "sig": (FAST / "sig.pth.tar", None),
-    "cleanlabel": (FAST / "cleanlabel.pth.tar", None),
+    "shared": (SHARED_MODEL, SHARED_ATTACK),
+    "sig": (FAST_MODELS / "sig.pth.tar", None),
+    "cleanlabel": (FAST_MODELS / "cleanlabel.pth.tar", None),
 }
 TAUS = ("5", "10", "20", "auto")
 FIRST = ("auto", "5", "10", "20")  # auto against tau 5 decides the default: those run first
@@ -42,22 +40,11 @@ def run(name: str, tau: str, threads: int, args: argparse.Namespace) -> dict:
         str(model), "--data", str(args.data), "--ratio", "0.05", "--seed", "0",
         *(["--attack", attack] if attack else []), "--out", str(out), "--overwrite", "--quiet",
     ]  # fmt: skip
-    started = out.with_name(out.name + ".work").exists()
-    print("$", " ".join(command), "--resume" if started else "", flush=True)
-    env = os.environ | {"OMP_NUM_THREADS": str(threads)}
-    subprocess.run(command + (["--resume"] if started else []), check=True, env=env)
-    report = json.loads(out.with_name(out.name + ".report.json").read_text())
-    metrics = report["metrics"]
+    report, _ = run_resumable(command, out, env=os.environ | {"OMP_NUM_THREADS": str(threads)})
     row = {
         "model": portable(model),
         "tau": tau,
-        "target": report["attack"]["options"]["target"],
-        "clean_acc_before": percent(metrics["before"]["clean_acc"]),
-        "asr_before": percent(metrics["before"]["asr"]),
-        "clean_acc": percent(metrics["after"]["clean_acc"]),
-        "asr": percent(metrics["after"]["asr"]),
-        "defense_time_s": report["defense_time_s"],
-        "peak_rss_mib": report["peak_rss_mib"],
+        **defense_row(report),
         "threads": threads,
         "command": portable_command(command[3:]),
         "machine": machine(),
@@ -100,7 +87,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--taus", nargs="*", default=list(TAUS), choices=TAUS)
     parser.add_argument("--jobs", type=int, default=2, help="cells at once; cores split evenly")
-    parser.add_argument("--data", type=Path, default=SHARED / "data" / "cifar10-jpeg.tar.gz")
+    add_input_arguments(parser, model=False)
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench-medic-tau")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)

@@ -14,10 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from recorded import portable_command
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from inputs import SHARED_ATTACK, add_input_arguments
+from recorded import ROOT, portable_command
 
 
 def methods(epochs: int, batch: int) -> dict[str, list[str]]:
@@ -84,11 +82,8 @@ def table(results: dict[str, dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", type=Path, default=SHARED / "checkpoints/nad-wrn16-1-badnet.pth.tar"
-    )
-    parser.add_argument("--data", type=Path, default=SHARED / "data/cifar10-jpeg.tar.gz")
-    parser.add_argument("--attack", default="badnet:pattern=grid,target=5")
+    add_input_arguments(parser)
+    parser.add_argument("--attack", default=SHARED_ATTACK)
     parser.add_argument("--ratio", type=float, default=0.05)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=64)

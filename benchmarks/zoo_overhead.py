@@ -25,14 +25,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from inputs import SHARED_ATTACK, add_input_arguments
 from recorded import ROOT, portable, portable_command
 
 from purify_backdoor.report import package_versions
 from purify_backdoor.zoo.inventory import read_zoo
 from purify_backdoor.zoo.jobs import ZooRequest, model_command
 
-SHARED = ROOT.parent / "shared"
-ATTACK = "badnet:pattern=grid,target=5"
 RAY_START_STOP = "import ray; ray.init(log_to_driver=False); ray.shutdown()"
 
 
@@ -49,7 +48,8 @@ def make_zoo(checkpoint: Path, folder: Path, count: int) -> None:
 def zoo_arguments(args: argparse.Namespace, zoo: Path, out: Path) -> list[str]:
     return [
         "zoo", str(zoo), "--plugin", "finetune", "--epochs", str(args.epochs),
-        "--data", str(args.data), "--attack", ATTACK, "--device", "cpu", "--out", str(out), "-q",
+        "--data", str(args.data), "--attack", SHARED_ATTACK, "--device", "cpu",
+        "--out", str(out), "-q",
     ]  # fmt: skip
 
 
@@ -63,10 +63,7 @@ def timed(command: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", type=Path, default=SHARED / "checkpoints/nad-wrn16-1-badnet.pth.tar"
-    )
-    parser.add_argument("--data", type=Path, default=SHARED / "data/cifar10-jpeg.tar.gz")
+    add_input_arguments(parser)
     parser.add_argument("--models", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3, help="fine-tune epochs per model")
     parser.add_argument("--work", type=Path, default=Path("/tmp/purify-zoo-bench"))
@@ -89,7 +86,7 @@ def main() -> None:
 
     request = ZooRequest(
         zoo=zoo, plugin="finetune", out=args.work, options={"epochs": args.epochs},
-        data=args.data, attack=ATTACK, device="cpu",
+        data=args.data, attack=SHARED_ATTACK, device="cpu",
     )  # fmt: skip
     rows = []
 
