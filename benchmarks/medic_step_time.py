@@ -1,7 +1,7 @@
 """Time per training step of MEDIC against plain fine-tuning, on the same batches, interleaved
-step by step in one process, so load from anything else on the machine hits both alike (issue #23's
-target: MEDIC <= 1.8x the fine-tune's time on CPU), and the peak memory of each kind of step, each
-measured in a process of its own.
+step by step in one process, so load from anything else on the machine hits both alike (issue
+#23's target: MEDIC <= 1.8x the fine-tune's time on CPU); where the MEDIC step's time goes; and
+the tensor memory each kind of step holds at its peak.
 
     python benchmarks/medic_step_time.py
 """
@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from inputs import add_input_arguments
 from recorded import ROOT
+from torch.profiler import ProfilerActivity, profile, record_function
 
 from purify_backdoor.checkpoints import open_checkpoint
 from purify_backdoor.data.clean_subset import clean_subset
@@ -34,8 +32,6 @@ from purify_backdoor.medic.reinit import fresh_clone
 from purify_backdoor.medic.statistics import teacher_statistics
 from purify_backdoor.report import package_versions
 from purify_backdoor.runtime import resolve_device, seed_everything
-
-STEPS = ("finetune", "medic")
 
 
 def timed(step, *args) -> float:
@@ -51,7 +47,6 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--importance", default="reference", choices=("reference", "paper", "none"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, default=ROOT / "docs/results/medic_step_time.json")
-    parser.add_argument("--peak-of", choices=("none", *STEPS), help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -85,16 +80,21 @@ def build(args: argparse.Namespace) -> tuple[dict[str, Callable], Callable, torc
     adam = torch.optim.Adam(clone.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
 
     def finetune_step(batch, target):
-        loss = F.cross_entropy(finetuned(batch), target)
+        with record_function("finetune.forward"):
+            loss = F.cross_entropy(finetuned(batch), target)
         sgd.zero_grad(set_to_none=True)
-        loss.backward()
-        sgd.step()
+        with record_function("finetune.backward"):
+            loss.backward()
+        with record_function("finetune.optimizer"):
+            sgd.step()
 
     def medic_step(batch, target):
         _, ce, cloning = clone_losses(teacher, clone, hooks, batch, target, stats, settings)
         adam.zero_grad(set_to_none=True)
-        (ce + settings.hook_weight * cloning).backward()
-        adam.step()
+        with record_function("medic.backward"):
+            (ce + settings.hook_weight * cloning).backward()
+        with record_function("medic.optimizer"):
+            adam.step()
 
     def draw(round_: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = batches[round_ % len(batches)]
@@ -106,37 +106,48 @@ def build(args: argparse.Namespace) -> tuple[dict[str, Callable], Callable, torc
     return {"finetune": finetune_step, "medic": medic_step}, draw, device
 
 
-def peak_memory(args: argparse.Namespace) -> dict[str, float]:
-    """Peak resident memory (and GPU memory) of a process that sets up and then runs 5 steps of
-    one kind only, or none: each kind in its own process, so one's peak is not the other's."""
-    steps, draw, device = build(args)
-    for round_ in range(5 if args.peak_of != "none" else 0):
-        steps[args.peak_of](*draw(round_))
-    peak = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if device.type == "cuda":
-        peak["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-    return peak
+def phases(steps: dict[str, Callable], draw: Callable, rounds: int = 10) -> dict[str, float]:
+    """Median milliseconds per step of each labelled part of each step (`medic.*` from
+    clone_losses, the rest from the steps above), under torch.profiler, after the timing."""
+    spent: dict[str, list[float]] = {}
+    for round_ in range(rounds):
+        batch, target = draw(round_)
+        for step in steps.values():
+            with profile(activities=[ProfilerActivity.CPU]) as run:
+                step(batch, target)
+            for event in run.events():
+                if event.name.startswith(("medic.", "finetune.")):
+                    spent.setdefault(event.name, [0.0] * rounds)[round_] += event.cpu_time_total
+    return {name: statistics.median(times) / 1000 for name, times in spent.items()}
 
 
-def measured_peaks(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    flags = ["--model", str(args.model), "--data", str(args.data), "--device", args.device]
-    flags += ["--importance", args.importance]
-    return {
-        kind: json.loads(
-            subprocess.run(
-                [sys.executable, __file__, *flags, "--peak-of", kind],
-                capture_output=True, text=True, check=True,
-            ).stdout.splitlines()[-1]
-        )
-        for kind in ("none", *STEPS)
-    }  # fmt: skip
+def peak_tensor_mib(step: Callable, batch: torch.Tensor, target: torch.Tensor) -> float:
+    """The most tensor memory one step holds at once beyond what was allocated before it (its
+    activations, gradients and temporaries), from torch.profiler's allocation records on CPU and
+    the allocator's peak on a GPU. The models, optimizer state and data are not counted."""
+    if batch.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(batch.device)
+        before = torch.cuda.memory_allocated(batch.device)
+        step(batch, target)
+        return (torch.cuda.max_memory_allocated(batch.device) - before) / 2**20
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as run:
+        step(batch, target)
+    changes = sorted(
+        (event.time_range.start, event.cpu_memory_usage)
+        if event.name == "[memory]"
+        else (event.time_range.start, event.self_cpu_memory_usage)
+        for event in run.events()
+    )
+    held = peak = 0
+    for _, change in changes:
+        held += change
+        peak = max(peak, held)
+    return peak / 2**20
 
 
 def main() -> None:
     args = arguments()
-    if args.peak_of:
-        print(json.dumps(peak_memory(args)))
-        return
     steps, draw, device = build(args)
     finetune_step, medic_step = steps["finetune"], steps["medic"]
     finetune_times, medic_times = [], []
@@ -156,7 +167,8 @@ def main() -> None:
         "medic_step_s": statistics.median(medic_times),
         "ratio": statistics.median(m / f for m, f in zip(medic_times, finetune_times, strict=True)),
         "torch_threads": torch.get_num_threads(),
-        "peak_memory": measured_peaks(args),
+        "phases_ms": phases(steps, draw),
+        "peak_tensor_mib": {name: peak_tensor_mib(step, *draw(0)) for name, step in steps.items()},
         "versions": package_versions(),
     }
     args.json.write_text(json.dumps(result, indent=2) + "\n")
@@ -164,10 +176,12 @@ def main() -> None:
     print(f"| fine-tune (SGD) | {result['finetune_step_s']:.3f} |")
     print(f"| MEDIC ({args.importance}) | {result['medic_step_s']:.3f} |")
     print(f"| ratio (median of per-round ratios) | {result['ratio']:.2f} |")
-    peaks = result["peak_memory"]
-    print("\n| process | peak RSS MiB |\n|---|---|")
-    for kind, peak in peaks.items():
-        print(f"| set up, then {kind} steps | {peak['peak_rss_mib']:.0f} |")
+    print("\n| part of a step | median ms |\n|---|---|")
+    for name, spent in result["phases_ms"].items():
+        print(f"| {name} | {spent:.1f} |")
+    print("\n| step | peak tensor memory MiB |\n|---|---|")
+    for name, peak in result["peak_tensor_mib"].items():
+        print(f"| {name} | {peak:.0f} |")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.profiler import record_function
 
 from purify_backdoor import (
     DefenseJob,
@@ -68,16 +69,18 @@ def teacher_weights(
     computes activation gradients only (its parameters do not require grad). The CE is the batch
     mean, as in the reference, so tau keeps the reference's meaning at its batch size of 64."""
     if settings.importance == "none" or settings.tau == 0:
-        with torch.no_grad():
+        with torch.no_grad(), record_function("medic.teacher_forward"):
             teacher(batch)
         activations = recorder.take()
         return activations, [uniform_importance(a) for a in activations]
-    logits = teacher(batch.requires_grad_(True))
+    with record_function("medic.teacher_forward"):
+        logits = teacher(batch.requires_grad_(True))
     activations = recorder.take()
-    gradients = torch.autograd.grad(F.cross_entropy(logits, labels), activations)
+    with record_function("medic.teacher_backward"):
+        gradients = torch.autograd.grad(F.cross_entropy(logits, labels), activations)
     signed = settings.importance == "reference"
     weights = []
-    with torch.no_grad():
+    with torch.no_grad(), record_function("medic.importance"):
         for activation, gradient, (mu, sigma) in zip(activations, gradients, stats, strict=True):
             act = activation_criterion(activation, mu, sigma, settings.tau, signed)
             imp = impact_criterion(gradient, sigma, settings.tau, signed)
@@ -94,12 +97,15 @@ def clone_losses(
     stats: list[tuple[torch.Tensor, torch.Tensor]],
     settings: MedicSettings,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One batch: the clone's logits, its cross-entropy and L_clone (eq. 1 summed over layers)."""
+    """One batch: the clone's logits, its cross-entropy and L_clone (eq. 1 summed over layers).
+    Its parts are labelled `medic.*` for torch.profiler (benchmarks/medic_step_time.py)."""
     teacher_hooks, clone_hooks = hooks
     activations, weights = teacher_weights(teacher, teacher_hooks, batch, target, stats, settings)
-    logits = clone(batch.detach())
+    with record_function("medic.clone_forward"):
+        logits = clone(batch.detach())
     pairs = zip(activations, clone_hooks.take(), weights, stats, strict=True)
-    cloning = sum(layer_clone_loss(t, c, w, sigma) for t, c, w, (_, sigma) in pairs)
+    with record_function("medic.clone_loss"):
+        cloning = sum(layer_clone_loss(t, c, w, sigma) for t, c, w, (_, sigma) in pairs)
     return logits, F.cross_entropy(logits, target), cloning
 
 
