@@ -70,6 +70,12 @@ def choose_temperature(
     else:
         trial(low)
         chosen = low
+    within = teacher - tried[chosen][1] <= budget
+    if not within:
+        context.log(
+            f"medic tau auto: no tau is within {budget:.1%} of the teacher on the held-out slice; "
+            f"kept tau {chosen:g}, the smallest tried"
+        )
     record = {
         "rule": f"largest tau in {list(AUTO_TAUS)} within {budget:.1%} of the teacher's accuracy "
         f"on a held-out {holdout:.0%} of the clean data",
@@ -77,6 +83,7 @@ def choose_temperature(
         "teacher_held_out_acc": teacher,
         "tried": {f"{tau:g}": acc for tau, (_, acc, _) in tried.items()},
         "chosen": chosen,
+        "within_budget": within,
     }
     clone, _, run = tried[chosen]
     job.details.update(run.details)

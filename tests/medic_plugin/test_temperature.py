@@ -54,6 +54,7 @@ def test_the_largest_tau_within_budget_is_chosen_in_two_trainings(
     assert list(record["tried"]) == tried and len(trained) == 2
     assert record["teacher_held_out_acc"] == 0.80 and record["held_out_images"] == 6
     assert job.details["medic"]["history"] == [chosen]  # the chosen run's report
+    assert record["within_budget"] == (0.80 - accuracies[chosen] <= 0.025)
 
 
 def test_tau_auto_runs_end_to_end_and_reports_its_choice():
