@@ -12,15 +12,19 @@ from recorded import percent
 
 def run_resumable(
     command: list[str], out: Path, allowed: tuple[int, ...] = (0,), env: dict | None = None
-) -> tuple[dict, bool]:
+) -> tuple[dict | None, bool]:
     """(the report written beside `out`, whether the run resumed). An exit status outside
-    `allowed` stops the benchmark with the command's name."""
+    `allowed` stops the benchmark with the command's name; an allowed failure that wrote no
+    report (a refused option value) gives None."""
     started = out.with_name(out.name + ".work").exists()
     print("$", " ".join(command), "--resume" if started else "", flush=True)
     status = subprocess.run(command + (["--resume"] if started else []), env=env).returncode
     if status not in allowed:
         raise SystemExit(f"{' '.join(command[:6])} ... failed with exit status {status}")
-    return json.loads(out.with_name(out.name + ".report.json").read_text()), started
+    report = out.with_name(out.name + ".report.json")
+    if status != 0 and not report.exists():
+        return None, started
+    return json.loads(report.read_text()), started
 
 
 def defense_row(report: dict) -> dict:

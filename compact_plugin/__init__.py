@@ -16,27 +16,34 @@ from purify_backdoor import (
 from purify_backdoor.compact.cleaning import (
     BASES,
     FIT_TARGETS,
+    LABEL_SOURCES,
+    SYNTHESIS_MODELS,
     CleanCompactSettings,
     clean_and_compact,
     dense_equivalent,
 )
 from purify_backdoor.compact.compact_checkpoint import ADAPTER, SUFFIX
 from purify_backdoor.compact.ranks import RULES
+from purify_backdoor.compact.scaling import STATISTICS
 from purify_backdoor.compact.spectrum_figure import spectrum_figure
 
 HELP = {
     "tau_scale": "clip rank components above tau_scale x the mean normalized singular value",
+    "threshold": "the mean in that threshold: each layer's own (layer) or all layers' (global)",
     "compression": "parameter compression target of the whole model (1 = no rank pruning)",
     "rank_rule": "per-layer ranks: energy (one singular-value energy share, dense stem) or uniform",
-    "bases": "Tucker factors of pruned layers: fitted to synthetic activations, or kernel HOSVD",
+    "bases": "Tucker factors of pruned layers: truncated kernel HOSVD, or fitted to activations",
     "fit_target": "fitted layers reproduce their own kernel (layer) or the unpruned net (network)",
+    "synthesis_model": "model the synthetic images are optimised through: compact or original",
     "synthetic": "number of ZeroQ synthetic images",
     "synthesis_iterations": "optimisation steps per synthetic batch",
     "synthesis_lr": "Adam learning rate of the synthetic pixels (logit space)",
     "synthesis_ce": "weight of the cross-entropy towards sampled labels in synthesis",
+    "label_source": "fine-tuning labels: sampled in synthesis, or the compact/original model's",
+    "soft_labels": "fine-tune on the labelling model's softmax instead of its argmax",
     "adversarial_eps": "L-inf radius of the adversarial copies, in 1/255",
     "adversarial_steps": "PGD steps of the adversarial copies",
-    "epochs": "fine-tuning epochs on synthetic + adversarial data (0 = none, the default)",
+    "epochs": "fine-tuning epochs on synthetic + adversarial data (0 = none)",
     "lr": "SGD learning rate of the fine-tuning (cosine-annealed)",
     "batch_size": "fine-tuning batch size",
 }
@@ -73,7 +80,14 @@ def register_defenses(register):
             options=options_from_settings(
                 CleanCompactSettings,
                 HELP,
-                choices={"rank_rule": RULES, "bases": BASES, "fit_target": FIT_TARGETS},
+                choices={
+                    "rank_rule": RULES,
+                    "bases": BASES,
+                    "fit_target": FIT_TARGETS,
+                    "threshold": STATISTICS,
+                    "synthesis_model": SYNTHESIS_MODELS,
+                    "label_source": LABEL_SOURCES,
+                },
             ),
         )
     )

@@ -1,7 +1,9 @@
-"""Clean & Compact (Phan et al., ECCV 2024), reconstructed from the abstract, footnote 1 and the
-issue (the authors' code is not public): decompose every conv (step 1), clip outsized rank
-components (step 2), prune ranks to a compression target (step 3), then fine-tune the compact
-model on ZeroQ synthetic data and its adversarial copies (steps 4-5), with no real data."""
+"""Clean & Compact (Phan et al., ECCV 2024) in the slides' order (the authors' code is not
+public): Tucker-2 of every conv (step 1), mode-1 then mode-2 clipping of outsized rank components
+(step 2), truncation to the ranks the compression target needs (step 3), ZeroQ synthesis through
+that constrained compact model (step 4), untargeted adversarial copies of the synthetic images and
+fine-tuning of the compact model on both sets (step 5), with no real data. Our departures are
+options, off by default (docs/compact.md)."""
 
 from __future__ import annotations
 
@@ -23,68 +25,91 @@ from purify_backdoor import (
 )
 from purify_backdoor.compact.activation_fit import fit_to_activations
 from purify_backdoor.compact.ranks import choose_ranks, decomposable_convs
-from purify_backdoor.compact.scaling import normalized_singular_values, scale_core
+from purify_backdoor.compact.scaling import scale_cores
 from purify_backdoor.compact.synthesis import (
     SynthesisSettings,
     adversarial_copies,
     predict,
     synthesize,
 )
-from purify_backdoor.compact.tucker import Tucker2, TuckerConv2d, hosvd, unfold
+from purify_backdoor.compact.tucker import Tucker2, TuckerConv2d, hosvd
 
 MAX_GRAD_NORM = 5.0
-# Where the pruned layers' Tucker factors come from: the clipped kernel's HOSVD (weights only), or
-# a fit to the layer's inputs and outputs on the synthetic images (`activation_fit.py`).
-BASES = ("activations", "weights")
+# Where the pruned layers' Tucker factors come from: truncation of the clipped kernel's HOSVD
+# (`weights`, the slides), or a fit to the layer's inputs and outputs on the synthetic images
+# (`activations`, our departure: `activation_fit.py`).
+BASES = ("weights", "activations")
 # What an activation-fitted layer reproduces: its own kernel's outputs on the inputs it now gets
 # (`layer`), or the unpruned (clipped) network's outputs of that layer (`network`: asymmetric
 # reconstruction, which keeps far more clean accuracy and, on the shared checkpoint, the backdoor).
 FIT_TARGETS = ("layer", "network")
+# The model the synthetic images are optimised through: the compact one (the slides' F_{W^comp}),
+# or the original backdoored one (our earlier departure, which carried the trigger into the data).
+SYNTHESIS_MODELS = ("compact", "original")
+# Who labels the synthetic images for fine-tuning: the labels the synthesis aimed at (`sampled`,
+# the slides' y), or the compact or original model's prediction.
+LABEL_SOURCES = ("sampled", "compact", "original")
 
 
 @dataclass(frozen=True)
 class CleanCompactSettings:
     tau_scale: float = 2.0
+    threshold: str = "layer"
     compression: float = 2.0
     rank_rule: str = "energy"
-    bases: str = "activations"
+    bases: str = "weights"
     fit_target: str = "layer"
+    synthesis_model: str = "compact"
     synthetic: int = 1024
     synthesis_iterations: int = 200
     synthesis_lr: float = 0.1
-    synthesis_ce: float = 0.1
+    # The slides' objective adds L(F(x), y) unweighted.
+    synthesis_ce: float = 1.0
+    label_source: str = "sampled"
+    soft_labels: bool = False
     adversarial_eps: float = 8.0
     adversarial_steps: int = 10
-    # Step 5's fine-tuning is off by default: on the shared checkpoint every variant tried on
-    # synthetic data lowered clean accuracy (docs/compact.md); `epochs` > 0 turns it on.
-    epochs: int = 0
+    epochs: int = 20
     lr: float = 0.01
     batch_size: int = 128
 
 
 @torch.no_grad()
+def clip_convs(
+    model: nn.Module, tau_scale: float, threshold: str = "layer"
+) -> tuple[dict[str, Tucker2], dict[str, dict]]:
+    """Steps 1-2 in place: every groups=1 conv's kernel becomes its clipped reconstruction. The
+    clipped decompositions (for step 3) and, per layer, what was clipped."""
+    convs = decomposable_convs(model)
+    decompositions, report = scale_cores(
+        {name: hosvd(conv.weight) for name, conv in convs.items()}, tau_scale, threshold
+    )
+    for name, conv in convs.items():
+        conv.weight.copy_(decompositions[name].reconstruct().to(conv.weight.dtype))
+        report[name]["ranks"] = list(conv.weight.shape[:2])
+    return decompositions, report
+
+
+@torch.no_grad()
+def truncate_convs(
+    model: nn.Module, decompositions: dict[str, Tucker2], ranks: dict[str, tuple[int, int]]
+) -> None:
+    """Step 3 in place: the layers in `ranks` become TuckerConv2d holding the leading R1 x R2
+    block of their clipped decomposition."""
+    convs = decomposable_convs(model)
+    for name, pair in ranks.items():
+        truncated = decompositions[name].truncate(*pair)
+        model.set_submodule(name, TuckerConv2d.from_decomposition(convs[name], truncated))
+
+
 def decompose_and_clip(
-    model: nn.Module, tau_scale: float, ranks: dict[str, tuple[int, int]]
+    model: nn.Module, tau_scale: float, ranks: dict[str, tuple[int, int]], threshold: str = "layer"
 ) -> dict[str, dict]:
-    """Steps 1-3 in place: every groups=1 conv is HOSVD-decomposed and its core clipped; layers
-    in `ranks` become TuckerConv2d at those ranks, the rest get the clipped kernel back dense."""
-    report = {}
-    for name, conv in decomposable_convs(model).items():
-        decomposition = hosvd(conv.weight)
-        core, clipped = scale_core(decomposition.core, tau_scale)
-        scaled = Tucker2(core, decomposition.out_factor, decomposition.in_factor)
-        if name in ranks:
-            model.set_submodule(
-                name, TuckerConv2d.from_decomposition(conv, scaled.truncate(*ranks[name]))
-            )
-        else:
-            conv.weight.copy_(scaled.reconstruct().to(conv.weight.dtype))
-        share = normalized_singular_values(unfold(decomposition.core, 0).norm(dim=1))
-        report[name] = {
-            "clipped": clipped,
-            "ranks": list(ranks.get(name, conv.weight.shape[:2])),
-            "spectrum": [round(float(value), 6) for value in share],  # mode 1, before scaling
-        }
+    """Steps 1-3 in place at given ranks; the layer report."""
+    decompositions, report = clip_convs(model, tau_scale, threshold)
+    truncate_convs(model, decompositions, ranks)
+    for name, pair in ranks.items():
+        report[name]["ranks"] = list(pair)
     return report
 
 
@@ -112,11 +137,11 @@ def finetune_on_synthetic(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: CleanCompactSettings,
     context: RunContext,
 ) -> None:  # fmt: skip
-    """Cross-entropy on synthetic + adversarial-synthetic images with the original model's labels
-    (clean) and pre-attack labels (adversarial). BatchNorm trains: after clipping and pruning, the
-    layers' outputs no longer match the stored running statistics, and with them frozen the
-    gradients exploded within a few steps (NaN at step 4 on the shared checkpoint). Gradients are
-    also clipped to norm 5."""
+    """Cross-entropy on synthetic + adversarial-synthetic images, each adversarial copy with its
+    clean source's target (class indices or probabilities). BatchNorm trains: after clipping and
+    pruning, the layers' outputs no longer match the stored running statistics, and with them
+    frozen the gradients exploded within a few steps (NaN at step 4 on the shared checkpoint).
+    Gradients are also clipped to norm 5."""
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=0.9, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
@@ -149,14 +174,18 @@ def finetune_on_synthetic(
 def decomposed(
     model: nn.Module, settings: CleanCompactSettings
 ) -> tuple[nn.Module, dict[str, tuple[int, int]], dict[str, dict]]:
-    """A decomposed, clipped copy of `model`, the ranks chosen for it and the layer report.
-    Under `bases=activations` the ranked layers stay dense here: `fit_pruned_layers` prunes
-    them."""
+    """A clipped copy of `model`, the ranks the compression target needs (chosen on the clipped
+    kernels, the slides' order) and the layer report. Under `bases=weights` the ranked layers are
+    truncated here; under `bases=activations` they stay dense for `fit_pruned_layers`."""
     compact = copy.deepcopy(model).eval()
     inner = unwrap(compact)
+    decompositions, layers = clip_convs(inner, settings.tau_scale, settings.threshold)
     ranks = choose_ranks(inner, settings.compression, settings.rank_rule)
-    fit = settings.bases == "activations"
-    return compact, ranks, decompose_and_clip(inner, settings.tau_scale, {} if fit else ranks)
+    if settings.bases == "weights":
+        truncate_convs(inner, decompositions, ranks)
+    for name, pair in ranks.items():
+        layers[name]["ranks"] = list(pair)
+    return compact, ranks, layers
 
 
 def fit_pruned_layers(
@@ -168,6 +197,23 @@ def fit_pruned_layers(
     fit_to_activations(compact, unwrap(compact), images, ranks, device, reference)
 
 
+@torch.no_grad()
+def fine_tuning_targets(
+    sampled: torch.Tensor, labeller: nn.Module | None, images: torch.Tensor, num_classes: int,
+    soft: bool, device: torch.device,
+) -> torch.Tensor:  # fmt: skip
+    """Class-probability targets: one-hot of the sampled labels (no labeller), or the labeller's
+    softmax (`soft`) or one-hot argmax on the images."""
+    if labeller is None:
+        return F.one_hot(sampled, num_classes).float()
+    labeller.eval()
+    chunks = [images[i : i + 256].to(device) for i in range(0, len(images), 256)]
+    probabilities = torch.cat([labeller(chunk).softmax(1).cpu() for chunk in chunks])
+    if soft:
+        return probabilities
+    return F.one_hot(probabilities.argmax(1), num_classes).float()
+
+
 def clean_and_compact(
     model: nn.Module, size: tuple[int, int], num_classes: int, settings: CleanCompactSettings,
     context: RunContext,
@@ -176,8 +222,9 @@ def clean_and_compact(
     original = copy.deepcopy(model).eval()
     compact, ranks, layers = decomposed(model, settings)
     fit = settings.bases == "activations"
+    details: dict = {"layers": layers, "clipped": _clipped_total(layers)}
     if settings.epochs == 0 and not (fit and ranks):
-        return compact, {"layers": layers}
+        return compact, details
 
     synthesis = SynthesisSettings(
         count=settings.synthetic,
@@ -185,37 +232,53 @@ def clean_and_compact(
         lr=settings.synthesis_lr,
         ce_weight=settings.synthesis_ce,
     )
+    through = compact if settings.synthesis_model == "compact" else original
 
     def make_data() -> dict:
-        synthetic, statistics = synthesize(original, size, num_classes, synthesis, context)
-        labels = predict(original, synthetic, context.device)
-        return {"synthetic": synthetic, "labels": labels} | statistics
+        synthetic, sampled, statistics = synthesize(through, size, num_classes, synthesis, context)
+        return {"synthetic": synthetic, "sampled": sampled} | statistics
 
     data = cached(context, "cc-synthetic", make_data)
-    synthetic, labels = data["synthetic"], data["labels"]
+    synthetic = data["synthetic"]
     if fit:
         fit_pruned_layers(compact, synthetic, ranks, settings.fit_target, context.device)
-        for name, pair in ranks.items():
-            layers[name]["ranks"] = list(pair)
-    details = {
-        "layers": layers,
+    labeller = {"sampled": None, "compact": compact, "original": original}[settings.label_source]
+    targets = fine_tuning_targets(
+        data["sampled"], labeller, synthetic, num_classes, settings.soft_labels, context.device
+    )
+    details |= {
         "synthesis": {key: data[key] for key in ("bn_loss_start", "bn_loss_end")},
-        "synthetic_label_counts": torch.bincount(labels, minlength=num_classes).tolist(),
+        "synthetic_label_counts": _counts(targets.argmax(1), num_classes),
     }
     if settings.epochs == 0:
         return compact, details
 
     def make_adversarial() -> dict:
         eps = settings.adversarial_eps / 255
+        hard = targets.argmax(1)
         copies = adversarial_copies(
-            original, synthetic, labels, eps, settings.adversarial_steps, context
+            compact, synthetic, hard, eps, settings.adversarial_steps, context
         )
         return {"images": copies}
 
     adversarial = cached(context, "cc-adversarial", make_adversarial)["images"]
-    landed = torch.bincount(predict(original, adversarial, context.device), minlength=num_classes)
+    # Untargeted perturbations of a backdoored model pile up in the target class: where they land
+    # on the model that made them (the compact one) and on the original.
+    details["adversarial_label_counts"] = {
+        "compact": _counts(predict(compact, adversarial, context.device), num_classes),
+        "original": _counts(predict(original, adversarial, context.device), num_classes),
+    }
     images = torch.cat([synthetic, adversarial])
-    targets = torch.cat([labels, labels])
-    finetune_on_synthetic(compact, images, targets, settings, context)
-    # In a backdoored model untargeted perturbations pile up in the target class.
-    return compact, details | {"adversarial_label_counts": landed.tolist()}
+    finetune_on_synthetic(compact, images, torch.cat([targets, targets]), settings, context)
+    return compact, details
+
+
+def _counts(labels: torch.Tensor, num_classes: int) -> list[int]:
+    return torch.bincount(labels, minlength=num_classes).tolist()
+
+
+def _clipped_total(layers: dict[str, dict]) -> dict[str, int]:
+    return {
+        mode: sum(layer["clipped"][mode] for layer in layers.values())
+        for mode in ("mode1", "mode2")
+    }

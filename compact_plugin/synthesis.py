@@ -56,12 +56,15 @@ class SynthesisSettings:
 def synthesize(
     model: nn.Module, size: tuple[int, int], num_classes: int, settings: SynthesisSettings,
     context: RunContext,
-) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
-    """`count` images in [0, 1] (NCHW, CPU), and the BN-statistics loss at the start and end."""
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:  # fmt: skip
+    """`count` images in [0, 1] (NCHW, CPU), the labels each was pushed towards, and the
+    BN-statistics loss at the start and end. The objective is the slides' min_x sum_j
+    ||mu~_j - mu_j||^2 + ||sigma~_j - sigma_j||^2 + L(F(x), y) through `model` (in C&C, the
+    scaled and truncated compact model)."""
     model.eval()
     generator = context.generator(offset=11)
     recorder = BatchNormInputs(model)
-    batches, first, last = [], 0.0, 0.0
+    batches, targets, first, last = [], [], 0.0, 0.0
     steps = -(-settings.count // settings.batch_size) * settings.iterations
     bar = context.progress(total=steps, desc="cc synthesis", unit="step")
     with frozen(model):
@@ -85,9 +88,11 @@ def synthesize(
                 model(torch.sigmoid(logits))
                 last += recorder.loss().item() * n / settings.count
             batches.append(torch.sigmoid(logits).detach().cpu())
+            targets.append(labels.cpu())
     bar.close()
     recorder.remove()
-    return torch.cat(batches), {"bn_loss_start": first, "bn_loss_end": last}
+    statistics = {"bn_loss_start": first, "bn_loss_end": last}
+    return torch.cat(batches), torch.cat(targets), statistics
 
 
 @torch.no_grad()

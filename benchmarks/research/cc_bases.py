@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import torch
-from shared_badnet import ROOT, load, portable, score
+from shared_badnet import EARLIER_CC, ROOT, load, portable, score
 
 from purify_backdoor.compact.cleaning import CleanCompactSettings, clean_and_compact
 from purify_backdoor.plugin_types import RunContext
@@ -53,8 +53,8 @@ def main() -> None:
     for label, (bases, tau_scale, epochs) in rows.items():
         (args.work / "cc.state.pt").unlink(missing_ok=True)  # fine-tuning must not resume
         settings = CleanCompactSettings(
-            bases=bases, tau_scale=tau_scale, epochs=epochs, synthetic=args.synthetic,
-            synthesis_iterations=args.iterations,
+            **EARLIER_CC | {"bases": bases, "epochs": epochs}, tau_scale=tau_scale,
+            synthetic=args.synthetic, synthesis_iterations=args.iterations,
         )  # fmt: skip
         started = time.perf_counter()
         compact, _ = clean_and_compact(model, (32, 32), 10, settings, context)

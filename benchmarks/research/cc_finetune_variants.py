@@ -16,7 +16,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from shared_badnet import ROOT, load, score
+from shared_badnet import EARLIER_CC, ROOT, load, score
 from torch import nn
 
 from purify_backdoor.compact.cleaning import CleanCompactSettings, decomposed, fit_pruned_layers
@@ -37,7 +37,9 @@ def main() -> None:
     data = torch.load(work / "cc-synthetic.pt", weights_only=True)
     synthetic, synthetic_labels = data["synthetic"], data["labels"]
     adversarial = torch.load(work / "cc-adversarial.pt", weights_only=True)["images"]
-    settings = CleanCompactSettings(tau_scale=1e6, compression=2.0, rank_rule="energy")
+    settings = CleanCompactSettings(
+        **EARLIER_CC, tau_scale=1e6, compression=2.0, rank_rule="energy"
+    )
     fitted, ranks, _ = decomposed(model, settings)
     fit_pruned_layers(fitted, synthetic, ranks, settings.fit_target, device)
     with torch.no_grad():

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from shared_badnet import ROOT, SHARED, load, portable, score
+from shared_badnet import EARLIER_CC, ROOT, SHARED, load, portable, score
 from torch import nn
 
 from purify_backdoor.compact.cleaning import (
@@ -38,7 +38,7 @@ NO_CLIPPING = 1e6
 
 def network_fit(model: nn.Module, images: torch.Tensor) -> nn.Module:
     """The plugin's `fit_target=network` path on given images, whatever made them."""
-    settings = CleanCompactSettings(tau_scale=NO_CLIPPING, fit_target="network")
+    settings = CleanCompactSettings(**EARLIER_CC, tau_scale=NO_CLIPPING, fit_target="network")
     compact, ranks, _ = decomposed(model, settings)
     fit_pruned_layers(compact, images, ranks, settings.fit_target, torch.device("cpu"))
     return compact
@@ -77,7 +77,7 @@ def main() -> None:
 
     for fit_target in ("layer", "network"):
         settings = CleanCompactSettings(
-            tau_scale=NO_CLIPPING, fit_target=fit_target, synthetic=args.synthetic,
+            **EARLIER_CC, tau_scale=NO_CLIPPING, fit_target=fit_target, synthetic=args.synthetic,
             synthesis_iterations=args.iterations,
         )  # fmt: skip
         started = time.perf_counter()

@@ -52,7 +52,7 @@ def score(m):
 
 print("orig", score(model))
 settings = SynthesisSettings(count=512, iterations=int(sys.argv[1]))
-synthetic, stats = synthesize(model, (32, 32), 10, settings, ctx)
+synthetic, _, stats = synthesize(model, (32, 32), 10, settings, ctx)
 labels = predict(model, synthetic, ctx.device)
 adv = adversarial_copies(model, synthetic, labels, 8 / 255, 10, ctx)
 print("adv land", torch.bincount(predict(model, adv, ctx.device), minlength=10).tolist())

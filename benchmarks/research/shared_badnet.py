@@ -20,12 +20,27 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # benchmarks/, for re
 from recorded import ROOT, portable  # noqa: E402, F401  (portable: re-exported to the probes)
 
 SHARED = ROOT.parent / "shared"
+# The `cc` defaults these probes were run under, before the plugin followed the slides' order
+# (docs/compact.md): fitted factors, synthesis through the original model, no fine-tuning.
+EARLIER_CC = {
+    "bases": "activations",
+    "synthesis_model": "original",
+    "synthesis_ce": 0.1,
+    "label_source": "original",
+    "epochs": 0,
+}
 
 
-def load(count: int | None = None) -> tuple[nn.Module, ImageSet, TriggeredSet]:
+SHARED_MODEL = SHARED / "checkpoints" / "nad-wrn16-1-badnet.pth.tar"
+
+
+def load(
+    count: int | None = None, checkpoint: Path = SHARED_MODEL
+) -> tuple[nn.Module, ImageSet, TriggeredSet]:
     """The backdoored model (eval mode), the 10,000 JPEG test images (or `count` of them, drawn
-    with seed 0) and their triggered copies."""
-    _, loaded = open_checkpoint(SHARED / "checkpoints" / "nad-wrn16-1-badnet.pth.tar")
+    with seed 0) and their triggered copies. The trigger is the shared checkpoint's NAD grid,
+    target 5, which the fast-profile badnet model (`-o pattern=grid`, target 5) shares."""
+    _, loaded = open_checkpoint(checkpoint)
     test = open_data(SHARED / "data" / "cifar10-jpeg.tar.gz", quiet=True).test
     if count is not None:
         test = test.subset(np.random.default_rng(0).permutation(len(test.images))[:count])

@@ -97,9 +97,85 @@ def test_network_fit_target_stays_closer_to_the_original():
     errors = {}
     for target in ("layer", "network"):
         settings = CleanCompactSettings(
-            tau_scale=1e6, synthetic=64, synthesis_iterations=5, fit_target=target
-        )
+            tau_scale=1e6, synthetic=64, synthesis_iterations=5, bases="activations",
+            fit_target=target, epochs=0,
+        )  # fmt: skip
         compact, _ = clean_and_compact(model, (16, 16), 10, settings, context)
         with torch.no_grad():
             errors[target] = (compact(images) - model(images)).square().mean().item()
     assert errors["network"] < errors["layer"]
+
+
+def synthetic_images_of(model, settings, monkeypatch) -> list[torch.Tensor]:
+    from purify_backdoor.compact import cleaning
+    from purify_backdoor.plugin_types import RunContext
+
+    made = []
+
+    def recording(*args, **kwargs):
+        result = synthesize(*args, **kwargs)
+        made.append(result[0])
+        return result
+
+    synthesize = cleaning.synthesize
+    monkeypatch.setattr(cleaning, "synthesize", recording)
+    context = RunContext(torch.device("cpu"), 0, quiet=True)
+    cleaning.clean_and_compact(model, (16, 16), 10, settings, context)
+    monkeypatch.setattr(cleaning, "synthesize", synthesize)
+    return made
+
+
+def test_synthesis_runs_through_the_compact_model(monkeypatch):
+    """Same original model and seed, two clipping strengths: the synthetic images differ when
+    they are optimised through the compact model, and not when through the original."""
+    from purify_backdoor.compact.cleaning import CleanCompactSettings
+
+    model = tiny_wideresnet().eval()
+    images = {}
+    for through in ("compact", "original"):
+        for tau in (1e6, 1.0):
+            settings = CleanCompactSettings(
+                tau_scale=tau, synthesis_model=through, synthetic=16, synthesis_iterations=3,
+                epochs=1, batch_size=16, adversarial_steps=1,
+            )  # fmt: skip
+            (images[through, tau],) = synthetic_images_of(model, settings, monkeypatch)
+    assert not torch.allclose(images["compact", 1e6], images["compact", 1.0])
+    assert torch.equal(images["original", 1e6], images["original", 1.0])
+
+
+def test_default_pipeline_reports_clipping_and_where_adversarial_copies_land():
+    from purify_backdoor.compact.cleaning import CleanCompactSettings, clean_and_compact
+    from purify_backdoor.compact.tucker import TuckerConv2d
+    from purify_backdoor.plugin_types import RunContext
+
+    model = tiny_wideresnet().eval()
+    settings = CleanCompactSettings(
+        tau_scale=1.2, synthetic=32, synthesis_iterations=2, epochs=1, batch_size=16,
+        adversarial_steps=1,
+    )  # fmt: skip
+    context = RunContext(torch.device("cpu"), 0, quiet=True)
+    compact, details = clean_and_compact(model, (16, 16), 10, settings, context)
+    assert any(isinstance(m, TuckerConv2d) for m in compact.modules())  # truncated, not fitted
+    assert (
+        details["clipped"]["mode1"]
+        == sum(layer["clipped"]["mode1"] for layer in details["layers"].values())
+        > 0
+    )
+    landed = details["adversarial_label_counts"]
+    assert sum(landed["compact"]) == sum(landed["original"]) == 32
+    assert sum(details["synthetic_label_counts"]) == 32
+
+
+def test_soft_labels_are_the_labelling_model_softmax():
+    from purify_backdoor.compact.cleaning import fine_tuning_targets
+
+    model = tiny_wideresnet().eval()
+    images, sampled = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    cpu = torch.device("cpu")
+    soft = fine_tuning_targets(sampled, model, images, 10, True, cpu)
+    hard = fine_tuning_targets(sampled, model, images, 10, False, cpu)
+    assert torch.allclose(soft, model(images).softmax(1).detach(), atol=1e-6)
+    assert torch.equal(hard.argmax(1), soft.argmax(1)) and torch.equal(hard.sum(1), torch.ones(8))
+    assert torch.equal(
+        fine_tuning_targets(sampled, None, images, 10, False, cpu).argmax(1), sampled
+    )

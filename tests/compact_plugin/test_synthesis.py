@@ -33,7 +33,12 @@ def test_synthesis_reduces_the_bn_statistics_loss():
     model = model_with_statistics()
     settings = SynthesisSettings(count=32, iterations=30, batch_size=32)
     context = RunContext(torch.device("cpu"), seed=0, quiet=True)
-    images, statistics = synthesize(model, (16, 16), 10, settings, context)
-    assert images.shape == (32, 3, 16, 16) and images.min() >= 0 and images.max() <= 1
+    images, labels, statistics = synthesize(model, (16, 16), 10, settings, context)
+    assert (
+        images.shape == (32, 3, 16, 16)
+        and labels.shape == (32,)
+        and images.min() >= 0
+        and images.max() <= 1
+    )
     assert statistics["bn_loss_end"] < 0.8 * statistics["bn_loss_start"]
     assert all(p.requires_grad for p in model.parameters())
