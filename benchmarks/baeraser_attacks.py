@@ -15,7 +15,13 @@ import json
 import sys
 from pathlib import Path
 
-from inputs import FAST_MODELS, SHARED_ATTACK, SHARED_MODEL, add_input_arguments
+from inputs import (
+    FAST_MODELS,
+    SHARED_ATTACK,
+    SHARED_MODEL,
+    add_input_arguments,
+    present_models,
+)
 from purify_runs import defense_row, run_resumable
 from recorded import ROOT, machine, portable, portable_command
 
@@ -110,11 +116,8 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
-    for name in args.only:
+    for name in present_models(MODELS, args.only):
         model = MODELS[name][0]
-        if not model.exists():
-            print(f"skipping {name}: {portable(model)} is missing (benchmarks/attacks_fast.py)")
-            continue
         for defense in args.defenses:
             done = {(r["model"], r.get("defense")) for r in results["rows"]}
             if (portable(model), defense) in done:

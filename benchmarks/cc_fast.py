@@ -2,10 +2,13 @@
 baseline) beside it, on the shared MEDIC checkpoint and the fast-profile badnet WRN-16-1
 (benchmarks/models/fast/, made by benchmarks/attacks_fast.py). `--data` only scores the models:
 clean accuracy and ASR on the 10,000 JPEG test images, before and after. Per cell: parameters
-before and after, defense time, peak memory and the rank components clipped. At 2x the scaling's
-threshold statistic is measured both ways: each layer's own mean (the default) and one mean over
-all layers (`-o threshold=global`). A finished cell is skipped on a re-run and a started one
-resumed (`--resume`); a compression the model cannot reach is recorded as such.
+before and after, defense time, peak memory and the rank components clipped. At 2x two
+departures are measured beside the default: one threshold mean over all layers (`global`: `-o
+threshold=global`) and the original model's labels for fine-tuning (`teacher-labels`: `-o
+label_source=original`; it reuses the default cell's synthetic images when their work folder is
+still there, as the synthesis does not depend on the labels). A finished cell is skipped on a
+re-run and a started one resumed (`--resume`); a compression the model cannot reach is recorded
+as such.
 
     python benchmarks/cc_fast.py [--only shared badnet] [--compressions 2 3 4]
 """
@@ -15,10 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
-from inputs import FAST_MODELS, SHARED_ATTACK, SHARED_MODEL, add_input_arguments
+from inputs import (
+    FAST_MODELS,
+    SHARED_ATTACK,
+    SHARED_MODEL,
+    add_input_arguments,
+    present_models,
+)
 from purify_runs import defense_row, run_resumable
 from recorded import ROOT, machine, portable, portable_command
 
@@ -29,17 +39,24 @@ MODELS = {
 }
 COMPRESSIONS = ("2", "3", "4")
 OUT_OF_REACH = 2  # purify's exit status for a bad option value (the PurifyError's message)
+VARIANTS = {"global": ["threshold=global"], "teacher-labels": ["label_source=original"]}
 
 
 def run(
-    name: str, defense: str, compression: str | None, threshold: str | None,
+    name: str, defense: str, compression: str | None, variant: str | None,
     args: argparse.Namespace,
 ) -> dict:  # fmt: skip
     model, attack = MODELS[name]
-    cell = f"{name}-{defense}{compression or ''}{'-' + threshold if threshold else ''}"
+    cell = f"{name}-{defense}{compression or ''}{'-' + variant if variant else ''}"
     out = args.work / f"{cell}.pth.tar"
     options = ["-o", f"compression={compression}"] if compression else []
-    options += ["-o", f"threshold={threshold}"] if threshold else []
+    for option in VARIANTS.get(variant, []):
+        options += ["-o", option]
+    default_synthesis = args.work / f"{name}-cc{compression}.pth.tar.work" / "cc-synthetic.pt"
+    if variant == "teacher-labels" and default_synthesis.exists():
+        workdir = out.with_name(out.name + ".work")
+        workdir.mkdir(exist_ok=True)
+        shutil.copy(default_synthesis, workdir / default_synthesis.name)
     command = [
         sys.executable, "-m", "purify_backdoor", "--plugin", defense, *options, str(model),
         "--data", str(args.data), "--seed", "0", *(["--attack", attack] if attack else []),
@@ -49,7 +66,7 @@ def run(
         "model": portable(model),
         "defense": defense,
         "compression": float(compression) if compression else 1.0,
-        "threshold": threshold,
+        "variant": variant,
         "command": portable_command(command[3:]),
         "machine": machine(),
     }
@@ -85,7 +102,7 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        defense = row["defense"] + (f" ({row['threshold']})" if row.get("threshold") else "")
+        defense = row["defense"] + (f" ({row['variant']})" if row.get("variant") else "")
         if "clean_acc" not in row:
             lines.append(
                 f"| {row['model']} | | {defense} | {row['compression']:g}x | {row['status']} "
@@ -112,24 +129,20 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
     done = {
-        (row["model"], row["defense"], row["compression"], row.get("threshold"))
+        (row["model"], row["defense"], row["compression"], row.get("variant"))
         for row in results["rows"]
     }
-    present = []
-    for name in args.only:
-        if MODELS[name][0].exists():
-            present.append(name)
-        else:
-            print(f"skipping {name}: {portable(MODELS[name][0])} is missing")
+    present = present_models(MODELS, args.only)
     # Every model's 2x cells first: one synthesis takes about 20 minutes of one CPU core.
-    cells = [("clp", None, None), ("cc", "2", None), ("cc", "2", "global")]
+    cells = [("clp", None, None), ("cc", "2", None), ("cc", "2", "teacher-labels")]
+    cells += [("cc", "2", "global")]
     cells += [("cc", compression, None) for compression in args.compressions if compression != "2"]
-    for defense, compression, threshold in cells:
+    for defense, compression, variant in cells:
         for name in present:
             ratio = float(compression) if compression else 1.0
-            if (portable(MODELS[name][0]), defense, ratio, threshold) in done:
+            if (portable(MODELS[name][0]), defense, ratio, variant) in done:
                 continue
-            results["rows"].append(run(name, defense, compression, threshold, args))
+            results["rows"].append(run(name, defense, compression, variant, args))
             RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results["rows"]))
 

@@ -18,7 +18,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from inputs import FAST_MODELS, SHARED_ATTACK, SHARED_MODEL, add_input_arguments
+from inputs import (
+    FAST_MODELS,
+    SHARED_ATTACK,
+    SHARED_MODEL,
+    add_input_arguments,
+    present_models,
+)
 from purify_runs import defense_row, run_resumable
 from recorded import ROOT, machine, portable, portable_command
 
@@ -93,12 +99,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
     done = {(row["model"], row["tau"]) for row in results["rows"]}
-    present = []
-    for name in args.only:
-        if MODELS[name][0].exists():
-            present.append(name)
-        else:
-            print(f"skipping {name}: {portable(MODELS[name][0])} is missing")
+    present = present_models(MODELS, args.only)
     cells = [
         (name, tau)
         for tau in FIRST

@@ -49,7 +49,7 @@ def main() -> None:
             for cell in defended:
                 if (cell["model"], cell["defense"], cell["compression"]) == (
                     name, "cc", compression
-                ) and not cell.get("threshold") and "clean_acc" in cell:  # fmt: skip
+                ) and not cell.get("variant") and "clean_acc" in cell:  # fmt: skip
                     rows.append(
                         {"model": name, "stage": "fine-tuned", "compression": compression}
                         | {key: cell[key] for key in ("clean_acc", "asr")}
