@@ -223,6 +223,7 @@ def clean_and_compact(
     compact, ranks, layers = decomposed(model, settings)
     fit = settings.bases == "activations"
     details: dict = {"layers": layers, "clipped": _clipped_total(layers)}
+    context.log(where_clipped(layers))
     if settings.epochs == 0 and not (fit and ranks):
         return compact, details
 
@@ -275,6 +276,24 @@ def clean_and_compact(
 
 def _counts(labels: torch.Tensor, num_classes: int) -> list[int]:
     return torch.bincount(labels, minlength=num_classes).tolist()
+
+
+def where_clipped(layers: dict[str, dict]) -> str:
+    """One line for the terminal: how many rank components were clipped, and in which layers."""
+    acted = {
+        name: layer["clipped"]["mode1"] + layer["clipped"]["mode2"]
+        for name, layer in layers.items()
+        if layer["clipped"]["mode1"] + layer["clipped"]["mode2"]
+    }
+    if not acted:
+        return "cc: no rank component crossed tau_scale; nothing was clipped"
+    most = ", ".join(
+        f"{name} {count}" for name, count in sorted(acted.items(), key=lambda kv: -kv[1])[:5]
+    )
+    return (
+        f"cc: clipped {sum(acted.values())} rank components in {len(acted)} of {len(layers)} "
+        f"convolutions (most: {most}); per layer and mode in the report's details.cc.layers"
+    )
 
 
 def _clipped_total(layers: dict[str, dict]) -> dict[str, int]:

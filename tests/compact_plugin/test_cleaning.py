@@ -179,3 +179,19 @@ def test_soft_labels_are_the_labelling_model_softmax():
     assert torch.equal(
         fine_tuning_targets(sampled, None, images, 10, False, cpu).argmax(1), sampled
     )
+
+
+def test_the_terminal_line_names_the_layers_where_clipping_acted():
+    from purify_backdoor.compact.cleaning import where_clipped
+
+    layers = {
+        "conv1": {"clipped": {"mode1": 0, "mode2": 0}},
+        "block1.conv2": {"clipped": {"mode1": 2, "mode2": 1}},
+        "block2.conv1": {"clipped": {"mode1": 1, "mode2": 0}},
+    }
+    line = where_clipped(layers)
+    assert "4 rank components in 2 of 3" in line and line.index("block1.conv2 3") < line.index(
+        "block2.conv1 1"
+    )
+    none = {"conv1": {"clipped": {"mode1": 0, "mode2": 0}}}
+    assert "nothing was clipped" in where_clipped(none)
