@@ -134,8 +134,8 @@ def main() -> None:
     }
     present = present_models(MODELS, args.only)
     # Every model's 2x cells first: one synthesis takes about 20 minutes of one CPU core.
-    cells = [("clp", None, None), ("cc", "2", None), ("cc", "2", "teacher-labels")]
-    cells += [("cc", "2", "global")]
+    cells = [("clp", None, None), ("cc", "2", None), ("cc", "2", "global")]
+    cells += [("cc", "2", "teacher-labels")]
     cells += [("cc", compression, None) for compression in args.compressions if compression != "2"]
     for defense, compression, variant in cells:
         for name in present:
