@@ -17,6 +17,7 @@ from torch import nn
 from purify_backdoor import (
     EpochCheckpoint,
     RunContext,
+    batch_slices,
     cached,
     check_finite_loss,
     random_crop_flip,
@@ -207,8 +208,12 @@ def fine_tuning_targets(
     if labeller is None:
         return F.one_hot(sampled, num_classes).float()
     labeller.eval()
-    chunks = [images[i : i + 256].to(device) for i in range(0, len(images), 256)]
-    probabilities = torch.cat([labeller(chunk).softmax(1).cpu() for chunk in chunks])
+    probabilities = torch.cat(
+        [
+            labeller(images[part].to(device)).softmax(1).cpu()
+            for part in batch_slices(len(images), 256)
+        ]
+    )
     if soft:
         return probabilities
     return F.one_hot(probabilities.argmax(1), num_classes).float()
@@ -280,11 +285,8 @@ def _counts(labels: torch.Tensor, num_classes: int) -> list[int]:
 
 def where_clipped(layers: dict[str, dict]) -> str:
     """One line for the terminal: how many rank components were clipped, and in which layers."""
-    acted = {
-        name: layer["clipped"]["mode1"] + layer["clipped"]["mode2"]
-        for name, layer in layers.items()
-        if layer["clipped"]["mode1"] + layer["clipped"]["mode2"]
-    }
+    counts = {name: sum(layer["clipped"].values()) for name, layer in layers.items()}
+    acted = {name: count for name, count in counts.items() if count}
     if not acted:
         return "cc: no rank component crossed tau_scale; nothing was clipped"
     most = ", ".join(

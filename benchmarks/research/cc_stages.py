@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from shared_badnet import ROOT, SHARED_MODEL, load, portable, score
+from shared_badnet import ROOT, SHARED_MODEL, load, percent, portable, score
 
 from purify_backdoor import PurifyError
 from purify_backdoor.compact.cleaning import CleanCompactSettings, decomposed
@@ -21,8 +21,8 @@ COMPRESSIONS = (2.0, 3.0, 4.0)
 RESULTS = ROOT / "docs" / "results"
 
 
-def percent(metrics: dict[str, float]) -> dict[str, float]:
-    return {key: round(100 * value, 2) for key, value in metrics.items()}
+def percents(metrics: dict[str, float]) -> dict[str, float]:
+    return {key: percent(value) for key, value in metrics.items()}
 
 
 def main() -> None:
@@ -31,12 +31,12 @@ def main() -> None:
     for checkpoint in MODELS:
         model, test, triggered = load(checkpoint=checkpoint)
         name = portable(checkpoint)
-        rows.append({"model": name, "stage": "input"} | percent(score(model, test, triggered)))
+        rows.append({"model": name, "stage": "input"} | percents(score(model, test, triggered)))
         scaled, _, layers = decomposed(model, CleanCompactSettings(compression=1.0))
         clipped = sum(sum(layer["clipped"].values()) for layer in layers.values())
         rows.append(
             {"model": name, "stage": "scaled", "clipped": clipped}
-            | percent(score(scaled, test, triggered))
+            | percents(score(scaled, test, triggered))
         )
         for compression in COMPRESSIONS:
             row = {"model": name, "stage": "truncated", "compression": compression}
@@ -45,7 +45,7 @@ def main() -> None:
             except PurifyError as error:
                 rows.append(row | {"status": str(error)})
                 continue
-            rows.append(row | percent(score(compact, test, triggered)))
+            rows.append(row | percents(score(compact, test, triggered)))
             for cell in defended:
                 if (cell["model"], cell["defense"], cell["compression"]) == (
                     name, "cc", compression

@@ -17,7 +17,7 @@ from purify_backdoor.plugin_types import TriggeredSet
 from purify_backdoor.training import predict_logits
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # benchmarks/, for recorded.py
-from recorded import ROOT, portable  # noqa: E402, F401  (portable: re-exported to the probes)
+from recorded import ROOT, percent, portable  # noqa: E402, F401  (re-exported to the probes)
 
 SHARED = ROOT.parent / "shared"
 # The `cc` defaults these probes were run under, before the plugin followed the slides' order
