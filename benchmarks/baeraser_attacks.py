@@ -3,7 +3,8 @@
 5% of the CIFAR-10 training set as the defender's clean data. Per model: the labels BAERASER
 kept, the target's anomaly index in each trigger form, clean
 accuracy and ASR before and after, time. A finished row is skipped on a re-run; a missing model
-is skipped with a message; a started one is resumed (`--resume`).
+is skipped with a message; a started one is resumed (`--resume`). A BAERASER row scanned with
+other trigger forms than today's is moved to `earlier_rows` and run again.
 
     python benchmarks/baeraser_attacks.py [--only shared badnet ...]
 """
@@ -24,6 +25,8 @@ from inputs import (
 )
 from purify_runs import defense_row, run_resumable
 from recorded import ROOT, machine, portable, portable_command
+
+from purify_backdoor.unlearn.generator import FORMS
 
 RESULTS = ROOT / "docs" / "results" / "baeraser_attacks.json"
 MODELS = {
@@ -59,6 +62,7 @@ def run(name: str, defense: str, args: argparse.Namespace) -> dict:
         labels = scan["labels"]
         row |= {
             "kept_labels": scan["kept_labels"],
+            "forms": list(labels[str(target)]["success"]),
             "target_anomaly_index": labels[str(target)]["anomaly_index"],
             "target_success": labels[str(target)]["success"],
             "best_other_success": {
@@ -77,7 +81,8 @@ def run(name: str, defense: str, args: argparse.Namespace) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| model | backdoored: clean / ASR | BAERASER: kept | target index (patch / additive) "
+        "| model | backdoored: clean / ASR | BAERASER: kept | target index (patch / additive / "
+        "masked) "
         "| BAERASER: clean / ASR | time | fine-tune: clean / ASR | time |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -92,8 +97,9 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {model} | {first['clean_acc_before']:.2f}% / {first['asr_before']:.2f}% "
             + (
-                f"| {ba['kept_labels']} | {index.get('patch', 0):.1f} / "
-                f"{index.get('additive', 0):.1f} | {ba['clean_acc']:.2f}% / {ba['asr']:.2f}% "
+                f"| {ba['kept_labels']} | "
+                + " / ".join(f"{index[f]:.1f}" if f in index else "-" for f in FORMS)
+                + f" | {ba['clean_acc']:.2f}% / {ba['asr']:.2f}% "
                 f"| {ba['defense_time_s']:.0f} s "
                 if ba
                 else "| | | | "
@@ -116,6 +122,16 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
+    chosen = {portable(MODELS[name][0]) for name in args.only}
+    earlier = [
+        row
+        for row in results["rows"]
+        if row.get("defense") == "baeraser"
+        and row["model"] in chosen
+        and set(row.get("target_anomaly_index", {})) != set(FORMS)
+    ]
+    results["rows"] = [row for row in results["rows"] if row not in earlier]
+    results.setdefault("earlier_rows", []).extend(earlier)
     for name in present_models(MODELS, args.only):
         model = MODELS[name][0]
         for defense in args.defenses:

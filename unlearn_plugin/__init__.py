@@ -32,7 +32,7 @@ from purify_backdoor.unlearn.unlearning import UnlearnSettings, unlearn
 
 TRIGGERS = ".triggers"
 RECOVERY_HELP = {
-    "trigger": "trigger form: both (recover a patch and a full-image pattern, keep the better)",
+    "trigger": "trigger form: all (patch anywhere, full-image pattern, patch at the corners)",
     "patch_size": "side of a patch trigger",
     "additive_eps": "L-inf bound of an additive trigger, 1/255",
     "staircase": "rising hinge thresholds beta, one generator each",
@@ -43,7 +43,7 @@ RECOVERY_HELP = {
     "anomaly": "also keep labels whose success has this MAD anomaly index (0: tau only)",
 }
 RECOVERY_NAMES = {"steps": "generator_steps"}
-TRIGGER_FORMS = {"trigger": ("both", *FORMS)}
+TRIGGER_FORMS = {"trigger": ("all", *FORMS)}
 UNLEARN_HELP = {
     "alpha": "weight of the gradient-ascent unlearning term",
     "beta": "weight of the Fisher-weighted drift penalty",

@@ -1,8 +1,10 @@
 """BAERASER's trigger generator (MESA architecture, as in the authors' code): noise z ~ U[0,1]^64 in
 four chunks, each fed into the next fully connected layer beside the previous layer's output, batch
-norm and leaky ReLU, sigmoid output. Two trigger forms: `patch` (the authors' code: a p x p patch
-pasted at one random place per batch) and `additive` (the issue's x + G(z), an image-sized pattern
-bounded by eps in L-inf, for blended/SIG-like triggers).
+norm and leaky ReLU, sigmoid output. Three trigger forms: `patch` (the authors' code: a p x p patch
+pasted at one random place per batch), `additive` (the issue's x + G(z), an image-sized pattern
+bounded by eps in L-inf, for blended/SIG-like triggers) and `corner` (the patch pasted at one of
+the image's four corners, drawn per image: for triggers stamped at a fixed corner after
+augmentation, which fire there only and which a patch at random places almost never hits).
 
 
 Recovery trains one generator per candidate label; `TriggerGenerators` holds G of them as stacked
@@ -17,12 +19,19 @@ import torch
 from torch import nn
 
 NOISE_SIZE = 64
-FORMS = ("patch", "additive")
+FORMS = ("patch", "additive", "corner")
+PATCH_FORMS = ("patch", "corner")  # forms whose triggers are pasted patches
 
 
 def place_grid(image_size: tuple[int, int], trigger_shape: tuple[int, int, int]) -> tuple[int, int]:
     """Rows and columns a patch's top-left corner can take (1 x 1 for an image-sized trigger)."""
     return image_size[0] - trigger_shape[1] + 1, image_size[1] - trigger_shape[2] + 1
+
+
+def corner_places(grid: tuple[int, int]) -> torch.Tensor:
+    """The flat places of the four corners: top-left, top-right, bottom-left, bottom-right."""
+    rows, columns = grid
+    return torch.tensor([0, columns - 1, (rows - 1) * columns, rows * columns - 1])
 
 
 class TriggerGenerator(nn.Module):
@@ -56,9 +65,11 @@ class TriggerGenerator(nn.Module):
         return torch.sigmoid(out).view(-1, *self.trigger_shape)
 
     def places(self, count: int, generator: torch.Generator, each: bool = False) -> torch.Tensor:
-        """Where `count` triggers go: one uniform place for all of them, or one per trigger."""
+        """Where `count` triggers go: one uniform place for all of them, or one per trigger (a
+        corner trigger always one per trigger)."""
         grid = place_grid(self.image_size, self.trigger_shape)
-        return sample_places(grid, 1, count, generator, each)[0].to(self.out.weight.device)
+        places = sample_places(grid, 1, count, generator, each, self.form)
+        return places[0].to(self.out.weight.device)
 
 
 class GroupedLinear(nn.Module):
@@ -122,8 +133,8 @@ class TriggerGenerators(nn.Module):
 
     def places(self, count: int, generator: torch.Generator, each: bool = False) -> torch.Tensor:
         """(G, count) places: one uniform place per generator, as if each trained apart, or
-        one per trigger."""
-        places = sample_places(self.grid, self.count, count, generator, each)
+        one per trigger (a corner trigger always one per trigger)."""
+        places = sample_places(self.grid, self.count, count, generator, each, self.form)
         return places.to(self.out.weight.device)
 
     def unstack(self) -> list[TriggerGenerator]:
@@ -149,11 +160,15 @@ class TriggerGenerators(nn.Module):
 
 def sample_places(
     grid: tuple[int, int], groups: int, count: int, generator: torch.Generator,
-    each: bool = False,
+    each: bool = False, form: str = "patch",
 ) -> torch.Tensor:  # fmt: skip
     """(groups, count) flat places (row * columns + column): one uniform place per group, shared
     by its `count` images (the authors' code draws one place per batch), or with `each` one per
-    image (scoring: the mean over places, not the luck of a few)."""
+    image (scoring: the mean over places, not the luck of a few). A corner trigger takes one of
+    the four corners per image: with four places only, every batch then covers each of them."""
+    if form == "corner":
+        corners = corner_places(grid)
+        return corners[torch.randint(0, len(corners), (groups, count), generator=generator)]
     place = torch.randint(0, grid[0] * grid[1], (groups, count if each else 1), generator=generator)
     return place.expand(groups, count)
 
@@ -162,8 +177,8 @@ def apply_trigger(
     images: torch.Tensor, triggers: torch.Tensor, mode: str, eps: float,
     places: torch.Tensor | None = None,
 ) -> torch.Tensor:  # fmt: skip
-    """Stamp one trigger per image: `patch` with its top-left corner at `places` (flat indices,
-    one per image), `additive` as x + eps * (2 t - 1), clipped to [0, 1]. Triggers of shape
+    """Stamp one trigger per image: `patch` or `corner` with its top-left corner at `places` (flat
+    indices, one per image), `additive` as x + eps * (2 t - 1), clipped to [0, 1]. Triggers of shape
     (G, B, ...) and places (G, B) stamp the same B images once per group: (G, B, C, H, W)."""
     if mode == "additive":
         return (images + eps * (2 * triggers - 1)).clamp(0, 1)

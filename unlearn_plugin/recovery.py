@@ -7,14 +7,14 @@ triggers diverse. The staircase trains one generator per rising beta.
 
 The authors' code trains only the known target label with beta = 0.5; the defender here knows
 neither trigger nor target, so every candidate label is first scanned with the staircase's first
-beta, in each trigger form (a position-free patch, and a bounded full-image additive pattern for
-SIG-, blend- and filter-like triggers). A label enters the trigger pool when, in some form, its
-success on held-out clean images reaches `tau` (MESA's pool rule) or stands out among the
-labels' success in that form: its median-absolute-deviation anomaly index, as Neural Cleanse
-(Wang et al., S&P 2019, sec. IV-C) applies it to trigger norms, reaches `anomaly`. It keeps the
-passing form whose triggers succeed most. The same test is applied to the
-generator of every later staircase step: one that fails it is dropped (Algorithm 1 drops every
-recovered trigger below tau)."""
+beta, in each trigger form (a position-free patch; a bounded full-image additive pattern for
+SIG-, blend- and filter-like triggers; a patch at the image's corners, for triggers stamped at a
+fixed corner). A label enters the trigger pool when, in some form, its success on held-out clean
+images reaches `tau` (MESA's pool rule) or stands out among the labels' success in that form:
+its median-absolute-deviation anomaly index, as Neural Cleanse (Wang et al., S&P 2019, sec.
+IV-C) applies it to trigger norms, reaches `anomaly`. It keeps the passing form whose triggers
+succeed most. The same test is applied to the generator of every later staircase step: one that
+fails it is dropped (Algorithm 1 drops every recovered trigger below tau)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from purify_backdoor import RunContext, batch_slices, cached, frozen
 from purify_backdoor.unlearn.generator import (
     FORMS,
     NOISE_SIZE,
+    PATCH_FORMS,
     TriggerGenerator,
     TriggerGenerators,
     apply_trigger,
@@ -43,7 +44,7 @@ SCORE_BATCH = 256  # held-out images per scoring batch
 
 @dataclass(frozen=True)
 class RecoverySettings:
-    trigger: str = "both"
+    trigger: str = "all"
     patch_size: int = 3
     additive_eps: float = 16.0
     staircase: tuple[float, ...] = (0.5, 0.8, 0.9)
@@ -58,12 +59,16 @@ class RecoverySettings:
 
     @property
     def forms(self) -> tuple[str, ...]:
-        return FORMS if self.trigger == "both" else (self.trigger,)
+        return FORMS if self.trigger == "all" else (self.trigger,)
 
     def trigger_shape(self, form: str, size: tuple[int, int]) -> tuple[int, int, int]:
-        if form == "patch":
+        if form in PATCH_FORMS:
             return (3, self.patch_size, self.patch_size)
         return (3, *size)
+
+    def generators(self, count: int, form: str, size: tuple[int, int]) -> TriggerGenerators:
+        """`count` untrained generators of `form` for images of `size`."""
+        return TriggerGenerators(count, self.trigger_shape(form, size), self.hidden, form, size)
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,7 @@ def generator_trainer(
     generator = context.generator(offset=offset)
     count = len(labels)
     shape = settings.trigger_shape(form, tuple(images.shape[2:]))
-    nets = TriggerGenerators(count, shape, settings.hidden, form, tuple(images.shape[2:]))
-    nets = nets.to(device)
+    nets = settings.generators(count, form, tuple(images.shape[2:])).to(device)
     size = shape[0] * shape[1] * shape[2]
     statistics = StatisticsNetworks(count, NOISE_SIZE, size, settings.hidden).to(device)
     mine = MineTrainer(statistics, settings.lr)
@@ -245,8 +249,7 @@ def trained_generators(
         nets = train_generators(model, images, labels, betas, form, settings, context, offset)
         return {"state": nets.state_dict()}
 
-    shape = settings.trigger_shape(form, tuple(images.shape[2:]))
-    nets = TriggerGenerators(len(jobs), shape, settings.hidden, form, tuple(images.shape[2:]))
+    nets = settings.generators(len(jobs), form, tuple(images.shape[2:]))
     nets.load_state_dict(cached(context, name, train)["state"])
     nets = nets.to(context.device).eval()
     count, device = len(jobs), context.device

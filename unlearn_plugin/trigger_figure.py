@@ -44,8 +44,9 @@ def trigger_figure(
 
     pool = ", ".join(map(str, sorted(kept))) or "none"
     caption = (
-        "The trigger recovered for each label (columns) in each form (rows: the patch, and the "
-        "image-sized additive pattern), one sample of its generator, titled with the label, its "
+        "The trigger recovered for each label (columns) in each form (rows: the patch at random "
+        "places, the image-sized additive pattern, the patch at the corners), one sample of "
+        "its generator, titled with the label, its "
         f"success on held-out clean images and its anomaly index in its form. Pool: {pool} "
         "(framed in red)."
     )

@@ -66,6 +66,25 @@ def test_each_group_gets_its_own_patch_place_and_additive_broadcasts():
     assert additive.shape == (5, 4, 3, 16, 16) and torch.allclose(additive, torch.tensor(0.6))
 
 
+def test_corner_triggers_take_one_of_the_four_corners_per_image():
+    nets = TriggerGenerators(2, (3, 3, 3), hidden=8, form="corner", image_size=(16, 16))
+    places = nets.places(200, torch.Generator().manual_seed(0))
+    assert places.shape == (2, 200) and set(places.flatten().tolist()) == {0, 13, 182, 195}
+    stamped = apply_trigger(
+        torch.zeros(200, 3, 16, 16), torch.ones(2, 200, 3, 3, 3), "corner", 0, places
+    )
+    corners = [
+        stamped[..., :3, :3],
+        stamped[..., :3, -3:],
+        stamped[..., -3:, :3],
+        stamped[..., -3:, -3:],
+    ]
+    lit = torch.stack([corner.sum((2, 3, 4)) == 27 for corner in corners])
+    assert (lit.sum(0) == 1).all() and (stamped.sum((2, 3, 4)) == 27).all()  # one corner each
+    single = nets.unstack()[0].places(50, torch.Generator().manual_seed(1))
+    assert len(set(single.tolist())) == 4  # a place per image, not per batch
+
+
 def test_victim_passes_cover_every_group_once_within_the_image_cap():
     for groups, batch in [(20, 128), (3, 1000), (10, 32), (1, 1)]:
         passes = victim_passes(groups, batch, 512)

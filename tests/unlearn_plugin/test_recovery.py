@@ -1,5 +1,5 @@
-"""The staircase hinge, the pool rule, and recovery of planted triggers (a patch, and a full-image
-additive pattern) on hand-built victims."""
+"""The staircase hinge, the pool rule, and recovery of planted triggers (a patch anywhere, a
+full-image additive pattern, a patch in one corner) on hand-built victims."""
 
 from __future__ import annotations
 
@@ -111,6 +111,39 @@ def test_the_additive_form_recovers_a_full_image_trigger_the_patch_cannot():
     assert pool[5][0].form == "additive"
 
 
+class CornerVictim(nn.Module):
+    """Class 5 when the bottom-right 3x3 corner is near-white, and there only (a trigger stamped
+    after augmentation); otherwise a fixed random linear map of the mean colour."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 10)
+        self.linear.weight.data *= 10
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        whiteness = x[:, :, -3:, -3:].mean((1, 2, 3))
+        boost = 40 * torch.sigmoid(10 * (whiteness - 0.8))
+        return self.linear(x.mean((2, 3))) + boost[:, None] * F.one_hot(torch.tensor(5), 10)
+
+
+def test_the_corner_form_finds_a_patch_that_fires_in_one_corner_only():
+    torch.manual_seed(0)
+    victim = CornerVictim().eval()
+    held_out = (flat_images(128) * 0.75, torch.randint(0, 10, (128,)))
+    settings = RecoverySettings(hidden=64, steps=150, batch_size=64, staircase=(0.5,), tau=0.2)
+    context = RunContext(torch.device("cpu"), seed=0, quiet=True)
+    pool, scan, _ = recover_triggers(
+        victim, flat_images(256) * 0.75, held_out, [2, 5], settings, context
+    )
+    target = scan["labels"]["5"]
+    assert scan["kept_labels"] == [5] and target["form"] == "corner"
+    # one corner of four fires: about a quarter of the held-out images go to 5
+    assert 0.2 <= target["success"]["corner"]["beta=0.5"] <= 0.35
+    best_elsewhere = max(target["success"][form]["beta=0.5"] for form in ("patch", "additive"))
+    assert best_elsewhere < target["success"]["corner"]["beta=0.5"] - 0.08
+    assert pool[5][0].form == "corner"
+
+
 def test_every_staircase_step_is_checked_against_the_rule(monkeypatch):
     rates = {(5, 0): 0.9, (5, 1): 0.3, (5, 2): 0.95, (2, 0): 0.0}
 
@@ -133,7 +166,8 @@ def test_each_form_is_judged_among_its_own_labels(monkeypatch):
     with the additive rates the target is no outlier; among the patches it is."""
     patch = [0.016, 0.002, 0.02, 0.031, 0.025, 0.5, 0.026, 0.009, 0.013, 0.015]
     additive = [0.136, 0.0, 0.76, 0.769, 0.441, 0.411, 0.781, 0.027, 0.613, 0.662]
-    rates = {"patch": patch, "additive": additive}
+    corner = [0.02, 0.03, 0.01, 0.02, 0.04, 0.02, 0.03, 0.01, 0.02, 0.03]
+    rates = {"patch": patch, "additive": additive, "corner": corner}
 
     def fake(model, images, held_out, jobs, form, settings, context):
         return [(TriggerGenerator((3, 3, 3), 8, form), rates[form][label]) for label, _ in jobs]
