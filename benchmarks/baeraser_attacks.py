@@ -81,8 +81,8 @@ def run(name: str, defense: str, args: argparse.Namespace) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| model | backdoored: clean / ASR | BAERASER: kept | target index (patch / additive / "
-        "masked) "
+        "| model | backdoored: clean / ASR | BAERASER: kept | target index "
+        f"({' / '.join(FORMS)}) "
         "| BAERASER: clean / ASR | time | fine-tune: clean / ASR | time |",
         "|---|---|---|---|---|---|---|---|",
     ]

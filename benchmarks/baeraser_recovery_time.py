@@ -129,9 +129,10 @@ def main() -> None:
 
     scoring = sum(score(form) for form in settings.forms)
     per_step = settings.steps
-    scan = per_step * (median["scan_patch"] + median["scan_additive"])
-    scan_512 = per_step * (median["scan_patch_pass512"] + median["scan_additive_pass512"])
-    apart = per_step * len(labels) * (median["apart_patch"] + median["apart_additive"])
+    forms = settings.forms
+    scan = per_step * sum(median[f"scan_{form}"] for form in forms)
+    scan_512 = per_step * sum(median[f"scan_{form}_pass512"] for form in forms)
+    apart = per_step * len(labels) * sum(median[f"apart_{form}"] for form in forms)
     recovery = scan + per_step * median["staircase"] + scoring
     finetune = FINETUNE_EPOCHS * math.ceil(len(clean) / FINETUNE_BATCH) * median["finetune"]
     result = {
@@ -149,7 +150,8 @@ def main() -> None:
         "finetune_s": finetune,
         "ratio": recovery / finetune,
         "stacking_speedup": apart / scan,
-        "victim_images_recovery": per_step * settings.batch_size * (2 * len(labels) + 2),
+        "forms": list(forms),
+        "victim_images_recovery": per_step * settings.batch_size * (len(forms) * len(labels) + 2),
         "victim_images_finetune": FINETUNE_EPOCHS * len(clean),
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "torch_threads": torch.get_num_threads(),
