@@ -66,7 +66,7 @@ def main() -> None:
     add_input_arguments(parser)
     parser.add_argument("--models", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3, help="fine-tune epochs per model")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/purify-zoo-bench"))
+    parser.add_argument("--work", type=Path, default=ROOT / "out" / "zoo-bench")
     parser.add_argument("--json", type=Path, default=ROOT / "docs/results/zoo_overhead.json")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
