@@ -4,7 +4,8 @@
 kept, the target's anomaly index in each trigger form, clean
 accuracy and ASR before and after, time. A finished row is skipped on a re-run; a missing model
 is skipped with a message; a started one is resumed (`--resume`). A BAERASER row scanned with
-other trigger forms than today's is moved to `earlier_rows` and run again.
+other trigger forms than today's, or unlearned under the earlier stop rule (recovered triggers
+below 5% alone), is moved to `earlier_rows` and run again.
 
     python benchmarks/baeraser_attacks.py [--only shared badnet ...]
 """
@@ -74,6 +75,7 @@ def run(name: str, defense: str, args: argparse.Namespace) -> dict:
                 for form in labels[str(target)]["success"]
             },
             "unlearning_steps": (scan.get("unlearning") or [{}])[-1].get("step"),
+            "unlearning_stop": scan.get("unlearning_stop"),
             "recovery_s": scan.get("recovery_s"),
         }
     return row
@@ -128,7 +130,10 @@ def main() -> None:
         for row in results["rows"]
         if row.get("defense") == "baeraser"
         and row["model"] in chosen
-        and set(row.get("target_anomaly_index", {})) != set(FORMS)
+        and (
+            set(row.get("target_anomaly_index", {})) != set(FORMS)
+            or (row["kept_labels"] and not row.get("unlearning_stop"))
+        )
     ]
     results["rows"] = [row for row in results["rows"] if row not in earlier]
     results.setdefault("earlier_rows", []).extend(earlier)

@@ -574,6 +574,11 @@ def eval_command(
 @click.option("--batch-size", type=int, help="override the profile's batch size")
 @click.option("--n-train", type=int, help="override the profile's training-subset size")
 @click.option(
+    "--label-smoothing",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="override the profile's label smoothing (fast: 0.1)",
+)
+@click.option(
     "--stamp-after-augment/--stamp-before-augment",
     default=None,
     help="put the trigger on after crop+flip (small profile) or before (paper profile)",
@@ -600,9 +605,9 @@ def attack_command(
     settings = _plugin_settings(ctx, kwargs, option_pairs)
     context = run_context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
     context.resume = kwargs.pop("resume")
-    schedule = {
-        key: value if kwargs.get(key) is None else kwargs[key]
-        for key, value in PROFILES[kwargs["profile"]].items()
+    overrides = ("epochs", "lr", "batch_size", "n_train", "stamp_after_augment", "label_smoothing")
+    schedule = PROFILES[kwargs["profile"]] | {
+        key: kwargs[key] for key in overrides if kwargs[key] is not None
     }
     request = TrainRequest(
         attack=plugin,

@@ -150,8 +150,17 @@ def run(job: DefenseJob) -> nn.Module:
         for label, nets in pool.items()
         for index, net in enumerate(nets)
     ]
+    typical = {form: rule["median"] for form, rule in scan["rules"].items()}
+    scan["unlearning_stop"] = {"stop_success": settings.stop_success, "typical": typical}
     purified, history = unlearn(
-        model, pool, (train_images, train_labels), held_out, recovery, settings, job.context
+        model,
+        pool,
+        (train_images, train_labels),
+        held_out,
+        recovery,
+        settings,
+        job.context,
+        typical,
     )
     scan["unlearning"] = history
     return purified

@@ -137,6 +137,7 @@ def test_attack_then_eval_finds_the_stored_trigger(tmp_path, tiny_data):
     result = invoke(
         "attack", "--plugin", "badnet", "--data", tiny_data, "--arch", "wrn10-1",
         "--epochs", "1", "--n-train", "100", "--out", out, "--target", "2", "-q",
+        "--label-smoothing", "0.2",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     stored = torch.load(out, weights_only=True)["purify_attack"]
@@ -144,6 +145,7 @@ def test_attack_then_eval_finds_the_stored_trigger(tmp_path, tiny_data):
     assert report["train_images"] == 100 and report["settings"]["epochs"] == 1
     assert report["settings"]["lr"] == 0.05  # from the small profile
     assert report["settings"]["stamp_after_augment"] is True
+    assert report["settings"]["label_smoothing"] == 0.2  # an override the profile lacks
     assert not out.with_name(out.name + ".work").exists()
     assert stored["name"] == "badnet" and stored["options"]["target"] == 2
     metrics_file = tmp_path / "metrics.json"

@@ -98,3 +98,24 @@ def test_interrupted_unlearning_resumes_to_the_same_weights(tmp_path):
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
     assert again == history
+
+
+def test_unlearning_goes_on_while_a_trigger_beats_its_forms_typical_label():
+    torch.manual_seed(0)
+    victim = PatchVictim(strength=12.0).eval()
+    white = TriggerGenerator((3, 3, 3), hidden=16, image_size=(16, 16)).eval()
+    with torch.no_grad():
+        white.out.weight.zero_()
+        white.out.bias.fill_(10.0)
+    images, labels = torch.rand(64, 3, 16, 16) * 0.6, torch.randint(0, 10, (64,))
+    held_out = (torch.rand(32, 3, 16, 16) * 0.6, torch.randint(0, 10, (32,)))
+    data = ({5: [white]}, (images, labels), held_out, RecoverySettings(hidden=16))
+    settings = UnlearnSettings(steps=20, lr=0.005, batch_size=16, stop_success=1.01, check_every=5)
+    context = RunContext(torch.device("cpu"), seed=0, quiet=True)
+    _, absolute = unlearn(victim, *data, settings, context)
+    _, relative = unlearn(victim, *data, settings, context, typical={"patch": 0.0})
+    assert [row["step"] for row in absolute] == [0]
+    assert len(relative) > 1
+    assert relative[0]["recovered_trigger_success"] > 0
+    _, other_form = unlearn(victim, *data, settings, context, typical={"additive": 0.0})
+    assert [row["step"] for row in other_form] == [0]
