@@ -34,8 +34,9 @@ ATTACKS = {
     "sig": ["--poison-ratio", "0.05"],
     "cleanlabel": ["--poison-ratio", "0.075"],
     # The fast profile's label smoothing is a defence against mislabelled images, which is what
-    # warped images look like until the faint warp is learned; WaNet's code trains without it.
-    "wanet": ["--label-smoothing", "0"],
+    # warped images look like until the faint warp is learned, and its peak lr of 0.2 favours
+    # coarse features; WaNet's code trains without smoothing at lr 0.01.
+    "wanet": ["--label-smoothing", "0", "--lr", "0.05"],
     "square": [],
     "trojan": [],
     "polygon": ["-o", "size=10"],
