@@ -635,9 +635,9 @@ def attack_command(
 def bench_command(grid: Path, out: Path | None, device: str, quiet: bool, **kwargs: Any) -> None:
     """Run every defense of a GRID file (TOML) on every model and seed it lists; write
     results.csv, results.json, results.md and, when matplotlib is installed, PNG plots.
-    Re-running skips finished cells, runs again those whose command the grid has changed, and
-    resumes started ones; seeds come from the grid. Attack models are trained first, then the
-    cells run, each phase through the executor."""
+    Re-running skips finished cells, runs again those whose command the grid has changed or
+    whose model file was replaced, and resumes started ones; seeds come from the grid. Attack
+    models are trained first, then the cells run, each phase through the executor."""
     from purify_backdoor.bench.pipeline import run_bench
 
     resolve_device(device)

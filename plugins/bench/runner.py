@@ -1,14 +1,16 @@
 """Running a grid: each attack model is trained once and each (model, defense, seed) cell is one
 `purify` process, so a cell's peak memory is its own, a crash stays in its cell, and the exact
-command is in its log. Finished work (a report on disk from the same command) is skipped on a
-re-run; started work continues with `--resume`."""
+command is in its log. Finished work (a report on disk from the same command, on the same model
+file) is skipped on a re-run; started work continues with `--resume`."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from purify_backdoor.bench.grid import DefenseSpec, Grid, ModelSpec
+from purify_backdoor.checkpoints import file_sha256
 from purify_backdoor.executors import Executor, Job, Outcome
 from purify_backdoor.executors.job import command_signature, logged_command, option_assignments
 from purify_backdoor.plugin_types import RunContext
@@ -86,14 +88,21 @@ def cell_command(cell: Cell, grid: Grid, out: Path, device: str, resume: bool) -
 
 
 def finished(cell: Cell, grid: Grid, out: Path) -> bool:
-    """A report exists and came from the command the grid asks for now: a cell whose defense
-    options (or data, ratio, model) were edited in the grid since is run again."""
+    """A report exists, came from the command the grid asks for now and read the model file as
+    it is now: a cell whose defense options (or data, ratio, model) were edited in the grid
+    since, or whose checkpoint was replaced (a retrained model under the same name), is run
+    again."""
     path = cell_path(cell, out)
     log = path.with_name(path.name + ".log")
-    if not report_path_for(path).exists():
+    report = report_path_for(path)
+    if not report.exists():
         return False
     wanted = cell_command(cell, grid, out, "auto", resume=False)
-    return logged_command(log) == command_signature(wanted)
+    if logged_command(log) != command_signature(wanted):
+        return False
+    model = model_path(cell.model, out)
+    read = json.loads(report.read_text()).get("input", {}).get("sha256")
+    return model.exists() and read == file_sha256(model)
 
 
 def run_grid(

@@ -1,7 +1,7 @@
 """`purify bench` end to end on a tiny grid: a given checkpoint and an attack-trained one, two
 defenses, two seeds; CSV, JSON, Markdown and PNG out; a re-run skips finished cells and re-runs
-the cells of a defense whose options were edited; a failing cell is named while the others
-finish."""
+the cells of a defense whose options were edited and of a model whose file was replaced; a
+failing cell is named while the others finish."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def grid(tmp_path, tiny_data, nad_checkpoint):
     return path
 
 
-def test_bench_runs_the_grid_and_writes_every_output(grid):
+def test_bench_runs_the_grid_and_writes_every_output(grid, nad_checkpoint):
     result = invoke("bench", grid, "--device", "cpu", "-q")
     assert result.exit_code == 0, result.output
     out = grid.with_suffix("")
@@ -77,6 +77,15 @@ def test_bench_runs_the_grid_and_writes_every_output(grid):
     assert edited.exit_code == 0, edited.output
     assert (out / "cells" / "given" / "clp-seed0.pth.tar").stat().st_mtime_ns != stamp
     assert (out / "cells" / "given" / "finetune-seed0.pth.tar").stat().st_mtime_ns == tuned
+
+    kept = (out / "cells" / "given" / "finetune-seed0.pth.tar").stat().st_mtime_ns
+    retrained = (out / "cells" / "trained" / "finetune-seed0.pth.tar").stat().st_mtime_ns
+    model = out / "models" / "trained.pth.tar"
+    model.write_bytes(nad_checkpoint.read_bytes())  # the same name, another model
+    replaced = invoke("bench", grid, "--device", "cpu", "-q")
+    assert replaced.exit_code == 0, replaced.output
+    assert (out / "cells" / "trained" / "finetune-seed0.pth.tar").stat().st_mtime_ns != retrained
+    assert (out / "cells" / "given" / "finetune-seed0.pth.tar").stat().st_mtime_ns == kept
 
 
 def test_a_failing_cell_is_named_and_the_rest_still_run(tmp_path, tiny_data, nad_checkpoint):
