@@ -66,16 +66,22 @@ class Interrupt(Exception):
     pass
 
 
-def test_interrupted_unlearning_resumes_to_the_same_weights(tmp_path):
+def white_patch_case() -> tuple[PatchVictim, tuple]:
+    """A victim whose white patch sends images to label 5, and unlearn's pool, clean data,
+    held-out data and recovery settings, with a generator of (almost) white patches pooled."""
     torch.manual_seed(0)
-    base = PatchVictim(strength=12.0).eval()
+    victim = PatchVictim(strength=12.0).eval()
     white = TriggerGenerator((3, 3, 3), hidden=16, image_size=(16, 16)).eval()
     with torch.no_grad():
         white.out.weight.zero_()
         white.out.bias.fill_(10.0)
     images, labels = torch.rand(64, 3, 16, 16) * 0.6, torch.randint(0, 10, (64,))
     held_out = (torch.rand(32, 3, 16, 16) * 0.6, torch.randint(0, 10, (32,)))
-    data = ({5: [white]}, (images, labels), held_out, RecoverySettings(hidden=16))
+    return victim, ({5: [white]}, (images, labels), held_out, RecoverySettings(hidden=16))
+
+
+def test_interrupted_unlearning_resumes_to_the_same_weights(tmp_path):
+    base, data = white_patch_case()
     settings = UnlearnSettings(steps=30, lr=0.005, batch_size=16, stop_success=-1.0, check_every=5)
     cpu = torch.device("cpu")
     whole, history = unlearn(base, *data, settings, RunContext(cpu, 1))
@@ -101,15 +107,7 @@ def test_interrupted_unlearning_resumes_to_the_same_weights(tmp_path):
 
 
 def test_unlearning_goes_on_while_a_trigger_beats_its_forms_typical_label():
-    torch.manual_seed(0)
-    victim = PatchVictim(strength=12.0).eval()
-    white = TriggerGenerator((3, 3, 3), hidden=16, image_size=(16, 16)).eval()
-    with torch.no_grad():
-        white.out.weight.zero_()
-        white.out.bias.fill_(10.0)
-    images, labels = torch.rand(64, 3, 16, 16) * 0.6, torch.randint(0, 10, (64,))
-    held_out = (torch.rand(32, 3, 16, 16) * 0.6, torch.randint(0, 10, (32,)))
-    data = ({5: [white]}, (images, labels), held_out, RecoverySettings(hidden=16))
+    victim, data = white_patch_case()
     settings = UnlearnSettings(steps=20, lr=0.005, batch_size=16, stop_success=1.01, check_every=5)
     context = RunContext(torch.device("cpu"), seed=0, quiet=True)
     _, absolute = unlearn(victim, *data, settings, context)
