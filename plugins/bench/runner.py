@@ -5,12 +5,13 @@ file) is skipped on a re-run; started work continues with `--resume`."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from purify_backdoor.bench.grid import DefenseSpec, Grid, ModelSpec
-from purify_backdoor.checkpoints import file_sha256
+from purify_backdoor.checkpoints import checkpoint_files, file_sha256
 from purify_backdoor.executors import Executor, Job, Outcome
 from purify_backdoor.executors.job import command_signature, logged_command, option_assignments
 from purify_backdoor.plugin_types import RunContext
@@ -87,6 +88,18 @@ def cell_command(cell: Cell, grid: Grid, out: Path, device: str, resume: bool) -
     return command + (["--resume"] if resume else [])
 
 
+def model_digest(path: Path) -> str:
+    """The model's sha256, hashed once per version of its files: every cell of a model asks for
+    it, on each planning and results pass, and a zoo model can weigh gigabytes."""
+    stamp = tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in checkpoint_files(path))
+    return _digest(path, stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: Path, stamp: tuple[tuple[int, int], ...]) -> str:
+    return file_sha256(path)
+
+
 def finished(cell: Cell, grid: Grid, out: Path) -> bool:
     """A report exists, came from the command the grid asks for now and read the model file as
     it is now: a cell whose defense options (or data, ratio, model) were edited in the grid
@@ -102,7 +115,7 @@ def finished(cell: Cell, grid: Grid, out: Path) -> bool:
         return False
     model = model_path(cell.model, out)
     read = json.loads(report.read_text()).get("input", {}).get("sha256")
-    return model.exists() and read == file_sha256(model)
+    return model.exists() and read == model_digest(model)
 
 
 def run_grid(
