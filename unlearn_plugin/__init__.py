@@ -153,15 +153,9 @@ def run(job: DefenseJob) -> nn.Module:
     typical = {form: rule["median"] for form, rule in scan["rules"].items()}
     scan["unlearning_stop"] = {"stop_success": settings.stop_success, "typical": typical}
     purified, history = unlearn(
-        model,
-        pool,
-        (train_images, train_labels),
-        held_out,
-        recovery,
-        settings,
-        job.context,
-        typical,
-    )
+        model, pool, (train_images, train_labels), held_out, recovery, settings, job.context,
+        typical=typical,
+    )  # fmt: skip
     scan["unlearning"] = history
     return purified
 
