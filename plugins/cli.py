@@ -228,8 +228,9 @@ def checkpoint_options(func: Any) -> Any:
                 "--accept-low-accuracy",
                 is_flag=True,
                 envvar="PURIFY_ACCEPT_LOW_ACCURACY",
-                help="run even when the model scores near chance on your clean images "
-                "(or set PURIFY_ACCEPT_LOW_ACCURACY=1)",
+                help="run even when the model scores near chance on your clean images, and "
+                "write the result when the defense leaves it so (or set "
+                "PURIFY_ACCEPT_LOW_ACCURACY=1)",
             ),
         )
     ):
@@ -408,9 +409,17 @@ def run(
     """Purify MODEL with a defense plugin and write the result in the same format.
 
     Exit status: 0 purified, 2 bad input or failure, 3 the defense found nothing to remove and
-    left the model unchanged (no output is written unless --write-unchanged)."""
+    left the model unchanged (no output is written unless --write-unchanged), 4 the defense left
+    the model near chance on your clean images (no output is written unless
+    --accept-low-accuracy)."""
     from purify_backdoor.evaluation import metrics_table
-    from purify_backdoor.purification import UNCHANGED_EXIT, PurifyRequest, purify_checkpoint
+    from purify_backdoor.purification import (
+        BROKEN_EXIT,
+        BROKEN_STATUS,
+        UNCHANGED_EXIT,
+        PurifyRequest,
+        purify_checkpoint,
+    )
     from purify_backdoor.report import report_path_for
     from purify_backdoor.report_html import html_path_for
 
@@ -450,6 +459,14 @@ def run(
         if not kwargs["no_html"]:
             click.echo(f"html report: {html_path_for(report_path_for(out))}")
         return 0
+    if report["status"] == BROKEN_STATUS:
+        click.echo(
+            f"purify: {plugin}: {report['status_reason']}, so no file was written; try milder "
+            f"options of the defense, or --accept-low-accuracy to write it anyway",
+            err=True,
+        )
+        click.echo(f"report: {report_path_for(out)}")
+        return BROKEN_EXIT
     kept = f"written anyway to {out}" if report["output"]["written"] else "no file was written"
     click.echo(
         f"purify: {plugin}: {report['status']} ({report['status_reason']}); the model is "

@@ -48,6 +48,10 @@ from purify_backdoor.training import predict_logits, remove_workdir, workdir_for
 # The exit status of `purify run` when the defense left the model as it was (no trigger found,
 # nothing pruned): neither success (0) nor an error (2), so scripts and `purify zoo` can tell.
 UNCHANGED_EXIT = 3
+# The exit status when the defense left the model near chance on the user's clean images: a
+# result to record (the bench and zoo keep its row), never a model to hand back.
+BROKEN_EXIT = 4
+BROKEN_STATUS = "broken"
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class PurifyRequest:
     out_dir: Path | None = None  # the default output name, in this folder instead of the input's
     html: bool = True  # also write <output>.report.html, with its pictures
     override: InputOverride = InputOverride()  # the user's input convention, over the adapter's
-    accept_low_accuracy: bool = False  # run even when the model scores near chance on clean data
+    accept_low_accuracy: bool = False  # a model near chance on clean data, going in or coming out
     trojai_round: str | None = None  # force a TrojAI round's preprocessing
 
 
@@ -171,11 +175,18 @@ def purify_checkpoint(
     purified = defense.run(job).eval()
     defense_time = time.perf_counter() - defense_started
     status, reason = job.unchanged or ("purified", None)
+    output_check = None
     if job.unchanged:
         check_unchanged(original, purified, defense.name)
     else:
         probe = clean.images[:32] if clean is not None else test.images[:32] if test else None
         check_finite_model(purified, defense.name, probe, context.device)
+        if checked is not None:
+            output_check = check_clean_accuracy(
+                purified, checked, context.device, context.seed, True
+            )
+            if output_check["low"] and not request.accept_low_accuracy:
+                status, reason = BROKEN_STATUS, broken_reason(output_check)
 
     metrics = None
     if test is not None:
@@ -194,8 +205,11 @@ def purify_checkpoint(
         if "asr" in before:
             metrics["der"] = defense_effectiveness_rating(before, after)
 
-    written = not job.unchanged or request.write_unchanged
+    broken = status == BROKEN_STATUS
+    written = not broken and (not job.unchanged or request.write_unchanged)
     output: dict[str, Any] = {"path": str(out), "format": writer.name, "written": written}
+    if output_check is not None:
+        output["check"] = output_check
     output["serialization"] = _serialization(loaded.legacy and writer is adapter)
     extra = []
     if written:
@@ -304,6 +318,13 @@ def _illustrations(
         return job.illustrate(clean, stamped), None
     except Exception as error:  # noqa: BLE001 - a plugin's drawing code must not cost the run
         return {}, f"the defense's pictures could not be drawn ({type(error).__name__}: {error})"
+
+
+def broken_reason(check: dict[str, Any]) -> str:
+    return (
+        f"the purified model scores {100 * check['clean_acc']:.1f}% on {check['images']} of your "
+        f"clean images, near chance ({100 * check['chance']:.1f}%)"
+    )
 
 
 def check_unchanged(original: nn.Module, returned: nn.Module, defense: str) -> None:

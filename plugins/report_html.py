@@ -99,7 +99,8 @@ def page(title: str, body: str) -> str:
 
 
 def status_badge(status: str) -> str:
-    kind = "purified" if status == "purified" else "failed" if status == "failed" else "unchanged"
+    failed = status in ("failed", "broken")
+    kind = "purified" if status == "purified" else "failed" if failed else "unchanged"
     return f'<span class="status {kind}">{esc(status)}</span>'
 
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from purify_backdoor.purification import UNCHANGED_EXIT
+from purify_backdoor.purification import BROKEN_EXIT, UNCHANGED_EXIT
 
 # How long a job stopped by Ctrl-C gets to save its state and exit before it is killed.
 STOP_GRACE_S = 30.0
@@ -53,8 +53,9 @@ class Outcome:
 
 
 def is_result(exit_code: int) -> bool:
-    """Purified, or left unchanged by a defense that found nothing: both are results."""
-    return exit_code in (0, UNCHANGED_EXIT)
+    """Purified, left unchanged by a defense that found nothing, or left near chance by one that
+    broke the model: each is a measured result with its report."""
+    return exit_code in (0, UNCHANGED_EXIT, BROKEN_EXIT)
 
 
 def job_environment(threads: int, gpus: str | None) -> dict[str, str]:
