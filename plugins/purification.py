@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ UNCHANGED_EXIT = 3
 # result to record (the bench and zoo keep its row), never a model to hand back.
 BROKEN_EXIT = 4
 BROKEN_STATUS = "broken"
+DEFENSE_TIMES = "defense_time_s.json"  # in the work folder: the time of each interrupted part
 
 
 @dataclass(frozen=True)
@@ -171,9 +173,15 @@ def purify_checkpoint(
         input_size=loaded.convention.size,
         arch=loaded.arch,
     )
+    earlier = earlier_defense_times(context.workdir) if context.resume else []
     defense_started = time.perf_counter()
-    purified = defense.run(job).eval()
-    defense_time = time.perf_counter() - defense_started
+    try:
+        purified = defense.run(job).eval()
+    except BaseException:  # Ctrl-C or an error: the next --resume adds this part's time
+        parts = [*earlier, time.perf_counter() - defense_started]
+        write_json_atomic(context.workdir / DEFENSE_TIMES, parts)
+        raise
+    defense_times = [*earlier, time.perf_counter() - defense_started]
     status, reason = job.unchanged or ("purified", None)
     output_check = None
     if job.unchanged:
@@ -263,7 +271,8 @@ def purify_checkpoint(
         pictures=pictures,
         figures={name: figure.as_record() for name, figure in figures.items()},
         figure_notes=notes,
-        defense_time_s=defense_time,
+        defense_time_s=sum(defense_times),
+        defense_time_parts_s=defense_times,
         wall_time_s=time.perf_counter() - started,
     )
     write_json_atomic(report_out, report)
@@ -318,6 +327,18 @@ def _illustrations(
         return job.illustrate(clean, stamped), None
     except Exception as error:  # noqa: BLE001 - a plugin's drawing code must not cost the run
         return {}, f"the defense's pictures could not be drawn ({type(error).__name__}: {error})"
+
+
+def earlier_defense_times(workdir: Path) -> list[float]:
+    """The defense time of each earlier, interrupted part of a resumed run, so the report's time
+    is the whole run's (with the work redone after the last saved step), not its last part's."""
+    path = workdir / DEFENSE_TIMES
+    if not path.exists():
+        return []
+    parts = json.loads(path.read_text())
+    if not (isinstance(parts, list) and all(isinstance(p, (int, float)) for p in parts)):
+        raise PurifyError(f"{path} is damaged; delete it (the run's time will miss earlier parts)")
+    return [float(p) for p in parts]
 
 
 def broken_reason(check: dict[str, Any]) -> str:

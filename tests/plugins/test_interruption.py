@@ -3,6 +3,7 @@ its last per-epoch state; `--resume` then ends with exactly the weights of an un
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -80,3 +81,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(
     resumed = torch.load(out, weights_only=True)["state_dict"]
     for key, value in expected[plugin].items():
         assert torch.equal(value, resumed[key]), key
+    # Ctrl-C lets the host note the first part's time; SIGKILL leaves no chance to.
+    report = json.loads(out.with_name(out.name + ".report.json").read_text())
+    parts = report["defense_time_parts_s"]
+    assert len(parts) == (2 if sent == signal.SIGINT else 1) and all(p > 0 for p in parts)
+    assert report["defense_time_s"] == pytest.approx(sum(parts))
