@@ -25,6 +25,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from purify_backdoor import (
     Defense,
     DefenseJob,
+    EpochCheckpoint,
     Option,
     PurifyError,
     RunContext,
@@ -35,6 +36,8 @@ from purify_backdoor import (
     to_tensor,
 )
 
+SAVE_EVERY = 100  # mask steps between saved states (about a minute and a half on 2 CPU cores)
+
 
 class NeuronPerturbation:
     """Mask and perturbation of one BN layer's channels, applied by a forward hook on the real
@@ -44,7 +47,7 @@ class NeuronPerturbation:
     def __init__(self, bn: _BatchNorm) -> None:
         channels = bn.num_features
         device = bn.weight.device
-        self.mask = torch.ones(channels, device=device, requires_grad=True)
+        self.mask = nn.Parameter(torch.ones(channels, device=device))
         self.scale_noise = torch.zeros(channels, device=device, requires_grad=True)
         self.shift_noise = torch.zeros(channels, device=device, requires_grad=True)
         self.perturbed = False
@@ -83,18 +86,28 @@ def optimise_masks(
 ) -> dict[str, torch.Tensor]:
     """Algorithm 1: per batch, one adversarial step on the neuron perturbations, then one SGD step
     on the masks for the mixed natural/robust loss; masks clipped to [0, 1]. Runs the model in
-    training mode, so pass a copy: its BN running statistics change."""
+    training mode, so pass a copy: its BN running statistics change. The masks, optimizer and
+    both RNGs are saved every SAVE_EVERY steps: `--resume` ends where an unbroken run does."""
     eps, alpha = options["eps"], options["alpha"]
     generator = context.generator(offset=40)
     torch.manual_seed(context.seed + 41)  # the random starts of the perturbations
     device = next(model.parameters()).device
     with perturbable(model) as layers:
-        masks = [layer.mask for layer in layers.values()]
+        masks = nn.ParameterList(layer.mask for layer in layers.values())
         noises = [t for layer in layers.values() for t in (layer.scale_noise, layer.shift_noise)]
         optimizer = torch.optim.SGD(masks, lr=options["lr"], momentum=0.9)
+        constant = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+        path = context.workdir / "anp.state.pt" if context.workdir else None
+        checkpoint = EpochCheckpoint(path, masks, optimizer, constant, generator)
+        state = checkpoint.resume(context, options["iterations"])
+        start = state["epoch"] if state else 0  # here: steps done
+        if state:
+            torch.set_rng_state(state["torch_rng"])
         model.train().requires_grad_(False)
-        bar = context.progress(total=options["iterations"], desc="anp", unit="step")
-        for step in range(options["iterations"]):
+        bar = context.progress(total=options["iterations"] - start, desc="anp", unit="step")
+        for step in range(start, options["iterations"]):
+            if step > start and step % SAVE_EVERY == 0:
+                checkpoint.save(step, torch_rng=torch.get_rng_state())
             # The reference samples batches with replacement.
             index = torch.randint(len(images), (options["batch_size"],), generator=generator)
             batch = random_crop_flip(images[index], generator).to(device)

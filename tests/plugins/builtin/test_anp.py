@@ -3,10 +3,12 @@ pruning, and a run on a tiny checkpoint."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from purify_backdoor.builtin import anp
 from purify_backdoor.builtin.anp import optimise_masks, perturbable, prune_by_threshold
 from purify_backdoor.plugin_types import RunContext
 from tests.conftest import tiny_wideresnet
@@ -98,3 +100,31 @@ def test_anp_runs_on_a_tiny_checkpoint(nad_checkpoint, tiny_data):
     original = torch.load(nad_checkpoint, weights_only=True)["state_dict"]
     changed = [k for k in original if not torch.equal(original[k], state[k])]
     assert changed and all(k.endswith(".weight") and "bn" in k for k in changed)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_mask_search_resumes_to_the_same_masks(tmp_path, monkeypatch):
+    monkeypatch.setattr(anp, "SAVE_EVERY", 4)
+    images, labels = torch.rand(64, 3, 16, 16), torch.randint(0, 10, (64,))
+    options = OPTIONS | {"iterations": 10, "batch_size": 16}
+    cpu = torch.device("cpu")
+    whole = optimise_masks(tiny_wideresnet(), images, labels, options, RunContext(cpu, 1))
+
+    hooked, calls = tiny_wideresnet(), {"n": 0}
+
+    def interrupt(module, inputs):
+        calls["n"] += 1
+        if calls["n"] == 3 * 6:  # three passes a step: stop in the 6th, after the save at 4
+            raise Interrupt
+
+    hooked.register_forward_pre_hook(interrupt)
+    with pytest.raises(Interrupt):
+        optimise_masks(hooked, images, labels, options, RunContext(cpu, 1, workdir=tmp_path))
+    assert torch.load(tmp_path / "anp.state.pt", weights_only=True)["epoch"] == 4
+    context = RunContext(cpu, 1, workdir=tmp_path, resume=True)
+    resumed = optimise_masks(tiny_wideresnet(), images, labels, options, context)
+    assert resumed.keys() == whole.keys()
+    assert all(torch.equal(whole[name], resumed[name]) for name in whole)
