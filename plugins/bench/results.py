@@ -60,11 +60,39 @@ def _pair(rows: list[dict[str, Any]], acc: str, asr: str) -> str:
     return _spread(accs, 100, 2) + " / " + (_spread(asrs, 100, 2) if asrs else "-")
 
 
+def _flagged(rows: list[dict[str, Any]]) -> str:
+    """The clean / ASR pair, with the status of any seed that did not end "purified" (a defense
+    that found nothing, or broke the model), so a failure reads as one."""
+    statuses = sorted(
+        {row["status"] for row in rows if row.get("status", "purified") != "purified"}
+    )
+    pair = _pair(rows, "clean_acc", "asr")
+    return pair + (f" ({', '.join(statuses)})" if statuses else "")
+
+
+def _mean(rows: list[dict[str, Any]], key: str, scale: float, digits: int) -> str:
+    values = [row[key] for row in rows if row.get(key) is not None]
+    return f"{statistics.fmean(values) * scale:.{digits}f}" if values else "-"
+
+
+def _per_defense(grid: Grid, rows: list[dict[str, Any]], cell: Any) -> list[str]:
+    defenses = [defense.name for defense in grid.defenses]
+    lines = ["| model | " + " | ".join(defenses) + " |", "|---" * (len(defenses) + 1) + "|"]
+    for model in grid.models:
+        values = [
+            cell([r for r in rows if r["model"] == model.name and r["defense"] == defense])
+            for defense in defenses
+        ]
+        lines.append(f"| {model.name} | " + " | ".join(values) + " |")
+    return lines
+
+
 def markdown(grid: Grid, rows: list[dict[str, Any]]) -> str:
     defenses = [defense.name for defense in grid.defenses]
     seeds = ", ".join(map(str, grid.seeds))
     lines = [
-        f"Clean accuracy / ASR in %, mean ± std over seeds ({seeds}) where there are several.",
+        f"Clean accuracy / ASR in %, mean ± std over seeds ({seeds}) where there are several; a "
+        "status in brackets where a defense did not purify (found nothing, or broke the model).",
         "",
         "| model | no defense | " + " | ".join(defenses) + " |",
         "|---" * (len(defenses) + 2) + "|",
@@ -75,20 +103,12 @@ def markdown(grid: Grid, rows: list[dict[str, Any]]) -> str:
         per_seed = list({row["seed"]: row for row in mine}.values())
         cells = [_pair(per_seed, "clean_acc_before", "asr_before")]
         for defense in defenses:
-            cells.append(_pair([r for r in mine if r["defense"] == defense], "clean_acc", "asr"))
+            cells.append(_flagged([r for r in mine if r["defense"] == defense]))
         lines.append(f"| {model.name} | " + " | ".join(cells) + " |")
+    lines += ["", "DER (defense effectiveness rating) in %, mean over seeds.", ""]
+    lines += _per_defense(grid, rows, lambda mine: _mean(mine, "der", 100, 2))
     lines += ["", "Defense time in seconds (mean over seeds).", ""]
-    lines += ["| model | " + " | ".join(defenses) + " |", "|---" * (len(defenses) + 1) + "|"]
-    for model in grid.models:
-        times = []
-        for defense in defenses:
-            mine = [
-                r["defense_time_s"]
-                for r in rows
-                if r["model"] == model.name and r["defense"] == defense
-            ]
-            times.append(f"{statistics.fmean(mine):.0f}" if mine else "-")
-        lines.append(f"| {model.name} | " + " | ".join(times) + " |")
+    lines += _per_defense(grid, rows, lambda mine: _mean(mine, "defense_time_s", 1, 0))
     return "\n".join(lines) + "\n"
 
 

@@ -8,10 +8,11 @@ from purify_backdoor.bench.grid import DefenseSpec, Grid, ModelSpec
 from purify_backdoor.bench.results import markdown
 
 
-def row(model, defense, seed, acc, asr, time=10.0):
+def row(model, defense, seed, acc, asr, time=10.0, der=0.9, status="purified"):
     return {
         "model": model, "defense": defense, "seed": seed, "clean_acc_before": 0.8,
-        "asr_before": 1.0, "clean_acc": acc, "asr": asr, "defense_time_s": time,
+        "asr_before": 1.0, "clean_acc": acc, "asr": asr, "defense_time_s": time, "der": der,
+        "status": status,
     }  # fmt: skip
 
 
@@ -49,3 +50,15 @@ def test_one_seed_shows_no_spread():
     grid = grid_of(seeds=(0,), models=("m",))
     rows = [row("m", "ft", 0, 0.70, 0.10), row("m", "clp", 0, 0.79, 0.05)]
     assert "| m | 80.00 / 100.00 | 70.00 / 10.00 | 79.00 / 5.00 |" in markdown(grid, rows)
+
+
+def test_der_per_defense_and_a_failed_defense_says_so():
+    grid = grid_of(seeds=(0, 1), models=("m",))
+    rows = [row("m", "ft", 0, 0.70, 0.10, der=0.9), row("m", "ft", 1, 0.74, 0.20, der=0.8)]
+    rows += [row("m", "clp", 0, 0.10, 0.0, der=0.5, status="broken")]
+    rows += [row("m", "clp", 1, 0.80, 1.0, der=None, status="nothing pruned")]
+    lines = markdown(grid, rows).splitlines()
+    assert any(line.endswith("45.00 ± 49.50 / 50.00 ± 70.71 (broken, nothing pruned) |")
+               for line in lines)  # fmt: skip
+    der = lines.index("DER (defense effectiveness rating) in %, mean over seeds.")
+    assert lines[der + 4] == "| m | 85.00 | 50.00 |"
