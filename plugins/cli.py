@@ -647,9 +647,16 @@ def attack_command(
     type=click.Path(path_type=Path),
     help="results folder (default: the grid file's name without .toml, beside it)",
 )
+@click.option(
+    "--tables-only",
+    is_flag=True,
+    help="run nothing; write the result files from the cells finished so far",
+)
 @executor_options
 @device_options
-def bench_command(grid: Path, out: Path | None, device: str, quiet: bool, **kwargs: Any) -> None:
+def bench_command(
+    grid: Path, out: Path | None, device: str, quiet: bool, tables_only: bool, **kwargs: Any
+) -> None:
     """Run every defense of a GRID file (TOML) on every model and seed it lists; write
     results.csv, results.json, results.md and, when matplotlib is installed, PNG plots.
     Re-running skips finished cells, runs again those whose command the grid has changed or
@@ -661,7 +668,7 @@ def bench_command(grid: Path, out: Path | None, device: str, quiet: bool, **kwar
     executor = _executor(kwargs, device)
     context = RunContext(device=torch.device("cpu"), seed=0, quiet=quiet)
     try:
-        result = run_bench(grid, out, device, context, executor)
+        result = run_bench(grid, out, device, context, executor, run=not tables_only)
     except KeyboardInterrupt:
         click.echo(
             "Interrupted; the running cells were stopped and keep their last epoch. Re-run the "

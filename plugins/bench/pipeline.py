@@ -34,14 +34,16 @@ def run_bench(
     device: str,
     context: RunContext,
     executor: Executor | None = None,
+    run: bool = True,
 ) -> BenchRun:
     """`purify bench`: run the grid's unfinished jobs (one at a time on this machine unless another
     executor is given), then write every result file from all the finished ones
-    (results.csv/json/md and, with matplotlib, PNG plots)."""
+    (results.csv/json/md and, with matplotlib, PNG plots). `run=False` only writes them: the
+    tables of a grid run in parts, or of one still running elsewhere."""
     grid = load_grid(grid_file)
     out = out or grid_file.with_suffix("")
     out.mkdir(parents=True, exist_ok=True)
-    failures = run_grid(grid, out, device, context, executor or LocalExecutor())
+    failures = run_grid(grid, out, device, context, executor or LocalExecutor()) if run else []
     rows = collect_rows(grid, out)
     table = write_markdown(grid, rows, out)
     written = [*write_rows(rows, out), table]

@@ -46,6 +46,11 @@ def grid(tmp_path, tiny_data, nad_checkpoint):
 
 
 def test_bench_runs_the_grid_and_writes_every_output(grid, nad_checkpoint):
+    tables = invoke("bench", grid, "--device", "cpu", "-q", "--tables-only")
+    assert tables.exit_code == 0, tables.output
+    out = grid.with_suffix("")
+    assert not (out / "cells").exists() and not (out / "models").exists()
+    assert (out / "results.csv").read_text().count("\n") == 1  # the header: nothing finished
     result = invoke("bench", grid, "--device", "cpu", "-q")
     assert result.exit_code == 0, result.output
     out = grid.with_suffix("")
