@@ -1,5 +1,6 @@
 """One `purify run` job per zoo model, and the state on disk that makes a re-run skip what is
-done: a model is finished when its report exists and its log's command is the one asked for now;
+done: a model is finished when its report exists, is newer than the model's files and its log's
+command is the one asked for now;
 it failed for good when `failed.json` says the same command exited with purify's bad-input status
 on the same, unchanged input (a crash, a kill or an interruption is tried again)."""
 
@@ -95,7 +96,14 @@ def report_of(model: ZooModel, out: Path) -> Path | None:
 def finished(model: ZooModel, request: ZooRequest) -> bool:
     folder = model_folder(model, request.out)
     wanted = command_signature(model_command(model, request))
-    return report_of(model, request.out) is not None and logged_command(folder / LOG) == wanted
+    report = report_of(model, request.out)
+    if report is None or logged_command(folder / LOG) != wanted:
+        return False
+    # A model file written after its report (another model under the same name) runs again. The
+    # file times, not the sha256 the report holds: a re-run would otherwise read every byte of a
+    # zoo of gigabyte models just to skip them.
+    stamp = input_stamp(model.path)
+    return stamp is not None and stamp["mtime_ns"] <= report.stat().st_mtime_ns
 
 
 def failed_for_good(model: ZooModel, request: ZooRequest) -> bool:

@@ -20,7 +20,8 @@ from safetensors.torch import save_file
 
 from purify_backdoor.executors import LocalExecutor, RayExecutor
 from purify_backdoor.plugin_types import RunContext
-from purify_backdoor.zoo.jobs import ZooRequest
+from purify_backdoor.zoo.inventory import read_zoo
+from purify_backdoor.zoo.jobs import ZooRequest, finished
 from purify_backdoor.zoo.pipeline import run_zoo
 from tests.conftest import tiny_wideresnet, write_image_folder
 from tests.plugins.test_cli import invoke
@@ -115,6 +116,20 @@ def test_a_rerun_submits_nothing_and_keeps_the_rows(zoo, reference):
     again = run_zoo(request(zoo, out), LocalExecutor(jobs=1, threads=1), context())
     assert again.outcomes == []
     assert again.rows == run.rows
+
+
+def test_a_model_file_newer_than_its_report_is_not_finished(zoo, reference):
+    out, _ = reference
+    models = {model.name: model for model in read_zoo(zoo[0], exclude=out)}
+    asked = request(zoo, out)
+    assert finished(models["a"], asked) and finished(models["b"], asked)
+    path = models["a"].path
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, time.time_ns() + 10**10))  # replaced after its report
+    try:
+        assert not finished(models["a"], asked) and finished(models["b"], asked)
+    finally:
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def test_two_local_jobs_give_the_same_rows_one_gpu_each(zoo, reference, tmp_path):
