@@ -15,6 +15,11 @@ relative to the grid file, so a grid and its checkpoints travel together.
 
     [defenses.medic]                # the table key names the plugin unless `plugin` is given
     options = { epochs = 10 }
+
+    [[more_seeds]]                  # more seeds for some cells only: the spread, at less cost
+    seeds = [1]
+    models = ["shared-badnet"]
+    defenses = ["medic"]
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ MODEL_KEYS = {
     "epochs", "n_train", "seed", "accept_low_accuracy",
 }  # fmt: skip
 DEFENSE_KEYS = {"plugin", "options"}
-GRID_KEYS = {"data", "ratio", "n_clean", "seeds", "models", "defenses"}
+GRID_KEYS = {"data", "ratio", "n_clean", "seeds", "models", "defenses", "more_seeds"}
+MORE_SEEDS_KEYS = {"seeds", "models", "defenses"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,15 @@ class DefenseSpec:
 
 
 @dataclass(frozen=True)
+class MoreSeeds:
+    """Extra seeds for some models x defenses only (by name)."""
+
+    seeds: tuple[int, ...]
+    models: tuple[str, ...]
+    defenses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Grid:
     path: Path
     data: Path
@@ -74,6 +89,7 @@ class Grid:
     seeds: tuple[int, ...]
     models: tuple[ModelSpec, ...]
     defenses: tuple[DefenseSpec, ...]
+    more_seeds: tuple[MoreSeeds, ...] = ()
 
 
 def load_grid(path: Path) -> Grid:
@@ -88,18 +104,43 @@ def load_grid(path: Path) -> Grid:
         if key not in raw:
             raise PurifyError(f"grid {path} has no `{key}`; add it (see `purify bench --help`)")
     base = path.resolve().parent
-    seeds = raw.get("seeds", [0])
-    if not seeds or not all(isinstance(seed, int) for seed in seeds):
-        raise PurifyError(f"grid {path}: `seeds` must be a list of integers, e.g. seeds = [0, 1]")
+    models = tuple(_model(name, spec, base, path) for name, spec in raw["models"].items())
+    defenses = tuple(_defense(name, spec, path) for name, spec in raw["defenses"].items())
+    names = {"models": {m.name for m in models}, "defenses": {d.name for d in defenses}}
+    more = raw.get("more_seeds", [])
+    if not isinstance(more, list):
+        raise PurifyError(f"grid {path}: write `more_seeds` as [[more_seeds]] tables")
     return Grid(
         path=path,
         data=base / raw["data"],
         ratio=float(raw.get("ratio", 0.05)),
         n_clean=raw.get("n_clean"),
-        seeds=tuple(seeds),
-        models=tuple(_model(name, spec, base, path) for name, spec in raw["models"].items()),
-        defenses=tuple(_defense(name, spec, path) for name, spec in raw["defenses"].items()),
+        seeds=_seeds(raw.get("seeds", [0]), f"grid {path}"),
+        models=models,
+        defenses=defenses,
+        more_seeds=tuple(_more_seeds(spec, names, f"grid {path}, more_seeds") for spec in more),
     )
+
+
+def _seeds(seeds: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise PurifyError(f"{where}: `seeds` must be a list of integers, e.g. seeds = [0, 1]")
+    return tuple(seeds)
+
+
+def _more_seeds(spec: Any, names: dict[str, set[str]], where: str) -> MoreSeeds:
+    _check_keys(spec, MORE_SEEDS_KEYS, where)
+    picked = {}
+    for key in ("models", "defenses"):
+        chosen = spec.get(key)
+        if not isinstance(chosen, list) or not chosen:
+            raise PurifyError(f"{where}: give `{key}` as a list of the grid's {key} names")
+        unknown = sorted(set(chosen) - names[key])
+        if unknown:
+            known = ", ".join(sorted(names[key]))
+            raise PurifyError(f"{where}: no {key[:-1]} '{unknown[0]}' in the grid; known: {known}")
+        picked[key] = tuple(chosen)
+    return MoreSeeds(_seeds(spec.get("seeds"), where), picked["models"], picked["defenses"])
 
 
 def _model(name: str, spec: dict[str, Any], base: Path, path: Path) -> ModelSpec:

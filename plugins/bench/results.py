@@ -89,7 +89,7 @@ def _per_defense(grid: Grid, rows: list[dict[str, Any]], cell: Any) -> list[str]
 
 def markdown(grid: Grid, rows: list[dict[str, Any]]) -> str:
     defenses = [defense.name for defense in grid.defenses]
-    seeds = ", ".join(map(str, grid.seeds))
+    seeds = ", ".join(map(str, sorted({cell.seed for cell in cells(grid)})))
     lines = [
         f"Clean accuracy / ASR in %, mean ± std over seeds ({seeds}) where there are several; a "
         "status in brackets where a defense did not purify (found nothing, or broke the model).",
@@ -101,10 +101,10 @@ def markdown(grid: Grid, rows: list[dict[str, Any]]) -> str:
         mine = [row for row in rows if row["model"] == model.name]
         # Every defense of a seed starts from the same model: one "before" per seed.
         per_seed = list({row["seed"]: row for row in mine}.values())
-        cells = [_pair(per_seed, "clean_acc_before", "asr_before")]
+        pairs = [_pair(per_seed, "clean_acc_before", "asr_before")]
         for defense in defenses:
-            cells.append(_flagged([r for r in mine if r["defense"] == defense]))
-        lines.append(f"| {model.name} | " + " | ".join(cells) + " |")
+            pairs.append(_flagged([r for r in mine if r["defense"] == defense]))
+        lines.append(f"| {model.name} | " + " | ".join(pairs) + " |")
     lines += ["", "DER (defense effectiveness rating) in %, mean over seeds.", ""]
     lines += _per_defense(grid, rows, lambda mine: _mean(mine, "der", 100, 2))
     lines += ["", "Defense time in seconds (mean over seeds).", ""]

@@ -38,12 +38,23 @@ class Failure:
 
 
 def cells(grid: Grid) -> list[Cell]:
-    return [
+    """Every model x defense x seed, then the `more_seeds` cells not already among them."""
+    chosen = [
         Cell(model, defense, seed)
         for model in grid.models
         for defense in grid.defenses
         for seed in grid.seeds
     ]
+    models = {model.name: model for model in grid.models}
+    defenses = {defense.name: defense for defense in grid.defenses}
+    for more in grid.more_seeds:
+        for name in more.models:
+            for defense in more.defenses:
+                chosen += [Cell(models[name], defenses[defense], seed) for seed in more.seeds]
+    unique: dict[str, Cell] = {}
+    for cell in chosen:
+        unique.setdefault(cell.key, cell)
+    return list(unique.values())
 
 
 def model_path(model: ModelSpec, out: Path) -> Path:

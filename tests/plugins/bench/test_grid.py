@@ -26,6 +26,19 @@ plugin = "medic"
 """
 
 
+def test_more_seeds_add_cells_for_some_models_and_defenses_only(tmp_path):
+    from purify_backdoor.bench.runner import cells
+
+    path = tmp_path / "grid.toml"
+    more = '[[more_seeds]]\nseeds = [1, 2]\nmodels = ["trained"]\ndefenses = ["finetune"]\n'
+    path.write_text(GOOD.replace("seeds = [0, 1]", "seeds = [0]") + more + more)
+    keys = [cell.key for cell in cells(load_grid(path))]
+    assert keys == [
+        "given/finetune/seed0", "given/short-medic/seed0", "trained/finetune/seed0",
+        "trained/short-medic/seed0", "trained/finetune/seed1", "trained/finetune/seed2",
+    ]  # fmt: skip
+
+
 def test_paths_are_relative_to_the_grid_and_keys_name_plugins(tmp_path):
     path = tmp_path / "grid.toml"
     path.write_text(GOOD)
@@ -50,6 +63,18 @@ def test_paths_are_relative_to_the_grid_and_keys_name_plugins(tmp_path):
         ('data = "d"\ndefenses = {}\n[models.m]\narch = "wrn16-1"', "exactly one of"),
         ('data = "d"\ndefenses = {}\n[models.m]\ntrain = "a"\ncheckpoint = "c"', "exactly one"),
         ('data = "d"\nmodels = {}\n[defenses.f]\nlr = 1', "defense 'f': unknown key 'lr'"),
+        ('data = "d"\nmodels = {}\ndefenses = {}\nmore_seeds = 1', r"as \[\[more_seeds\]\]"),
+        ('data = "d"\nmodels = {}\ndefenses = {}\n[[more_seeds]]\nseeds = [1]', "give `models`"),
+        (
+            'data = "d"\ndefenses = {}\n[models.m]\ntrain = "a"\n[[more_seeds]]\nseeds = [1]\n'
+            'models = ["n"]\ndefenses = ["f"]',
+            "no model 'n' in the grid; known: m",
+        ),
+        (
+            'data = "d"\ndefenses = {}\n[models.m]\ntrain = "a"\n[[more_seeds]]\nseeds = 1\n'
+            'models = ["m"]\ndefenses = []',
+            "give `defenses`",
+        ),
     ],
 )
 def test_mistakes_are_named(tmp_path, text, message):
@@ -66,9 +91,8 @@ def test_missing_grid_file_is_named(tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    ["cifar10_small.toml", "cifar10_paper.toml", "wanet_small.toml", "cifar10_fast.toml",
-     "cifar10_fast_seeds.toml"],
-)  # fmt: skip
+    ["cifar10_small.toml", "cifar10_paper.toml", "wanet_small.toml", "cifar10_fast.toml"],
+)
 def test_shipped_grids_name_installed_plugins_and_their_options(name):
     from purify_backdoor.attack_spec import attack_options
     from purify_backdoor.manager import collect
