@@ -663,12 +663,14 @@ def bench_command(
     whose model file was replaced, and resumes started ones; seeds come from the grid. Attack
     models are trained first, then the cells run, each phase through the executor."""
     from purify_backdoor.bench.pipeline import run_bench
+    from purify_backdoor.executors.job import terminate_as_interrupt
 
     resolve_device(device)
     executor = _executor(kwargs, device)
     context = RunContext(device=torch.device("cpu"), seed=0, quiet=quiet)
     try:
-        result = run_bench(grid, out, device, context, executor, run=not tables_only)
+        with terminate_as_interrupt():
+            result = run_bench(grid, out, device, context, executor, run=not tables_only)
     except KeyboardInterrupt:
         click.echo(
             "Interrupted; the running cells were stopped and keep their last epoch. Re-run the "
@@ -732,6 +734,7 @@ def zoo_command(
     with its error; a re-run skips finished models and resumes started ones.
 
     Exit status: 0 every model purified or left unchanged, 2 some failed (see zoo.md)."""
+    from purify_backdoor.executors.job import terminate_as_interrupt
     from purify_backdoor.zoo.jobs import ZooRequest
     from purify_backdoor.zoo.pipeline import run_zoo
 
@@ -763,7 +766,8 @@ def zoo_command(
     if not kwargs["quiet"]:
         click.echo(f"zoo {zoo}: {executor.describe()}", err=True)
     try:
-        result = run_zoo(request, executor, context)
+        with terminate_as_interrupt():
+            result = run_zoo(request, executor, context)
     except KeyboardInterrupt:
         click.echo(
             f"Interrupted; the running models were stopped and keep their last epoch. Re-run the "

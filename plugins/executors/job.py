@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +86,23 @@ def start_job(job: Job, env: dict[str, str]) -> subprocess.Popen:
             env=env,
             start_new_session=True,
         )
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill PID`) reaches a driver (bench, zoo) as a Ctrl-C does: its jobs run in their
+    own sessions, so a driver that simply died would leave them running, orphaned, writing to
+    the outputs a re-run also writes to. A background job of a script ignores SIGINT, which
+    leaves SIGTERM as the way to stop it."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def stop_job(process: subprocess.Popen) -> None:

@@ -183,8 +183,14 @@ def zoo_command(zoo: tuple[Path, Path], out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("executor", ["local", "ray"])
-def test_an_interrupted_zoo_resumes_to_the_uninterrupted_result(zoo, reference, tmp_path, executor):
+@pytest.mark.parametrize(
+    ("executor", "sent"),
+    [("local", signal.SIGINT), ("ray", signal.SIGINT), ("local", signal.SIGTERM)],
+    ids=["local", "ray", "local-SIGTERM"],
+)
+def test_an_interrupted_zoo_resumes_to_the_uninterrupted_result(
+    zoo, reference, tmp_path, executor, sent
+):
     out = tmp_path / "out"
     command = [*zoo_command(zoo, out), "--executor", executor, "--jobs", "1"]
     process = subprocess.Popen(
@@ -199,7 +205,7 @@ def test_an_interrupted_zoo_resumes_to_the_uninterrupted_result(zoo, reference, 
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "model b never started"
         time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)  # SIGTERM: `kill PID`, e.g. of a background job that ignores SIGINT
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Re-run the same command to resume" in stderr.strip().splitlines()[-1]
