@@ -733,7 +733,8 @@ def zoo_command(
     column and optional `name`, `data`, `attack`, `format`, `arch`). One failing model is a row
     with its error; a re-run skips finished models and resumes started ones.
 
-    Exit status: 0 every model purified or left unchanged, 2 some failed (see zoo.md)."""
+    Exit status: 0 every model ran to a result (purified, left unchanged, or broken by the
+    defense: each a row with its status), 2 some failed (see zoo.md)."""
     from purify_backdoor.executors.job import terminate_as_interrupt
     from purify_backdoor.zoo.jobs import ZooRequest
     from purify_backdoor.zoo.pipeline import run_zoo
