@@ -19,7 +19,9 @@ def write_plots(grid: Grid, rows: list[dict[str, Any]], out: Path) -> list[Path]
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    models = [model.name for model in grid.models]
+    # A grid run in parts: only the models with finished cells get a panel.
+    done = {row["model"] for row in rows}
+    models = [model.name for model in grid.models if model.name in done] or [grid.models[0].name]
     defenses = [defense.name for defense in grid.defenses]
     figure, axes = pyplot.subplots(
         1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False, sharey=True
@@ -48,12 +50,13 @@ def write_plots(grid: Grid, rows: list[dict[str, Any]], out: Path) -> list[Path]
     atomic_write(scatter, lambda tmp: figure.savefig(tmp, dpi=120, format="png"))
     pyplot.close(figure)
 
-    figure, axis = pyplot.subplots(figsize=(1 + 0.8 * len(defenses), 3.2))
+    timed = [d for d in defenses if any(r["defense"] == d for r in rows)] or defenses
+    figure, axis = pyplot.subplots(figsize=(1 + 0.8 * len(timed), 3.2))
     means = [
         statistics.fmean([r["defense_time_s"] for r in rows if r["defense"] == d] or [0.0])
-        for d in defenses
+        for d in timed
     ]
-    axis.bar(defenses, means)
+    axis.bar(timed, means)
     axis.set_ylabel("defense time per model (s)")
     axis.tick_params(axis="x", rotation=45)
     figure.tight_layout()
