@@ -24,10 +24,16 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 def untrained_models_run():
     """Most tests purify untrained tiny models, which score at chance by design: the CLI's
     low-accuracy stop is turned off for them (and the jobs they start) through its environment
-    variable. `tests/plugins/test_input_check.py` turns it back on to test the stop itself."""
+    variable. Tests of the check itself turn it back on with `low_accuracy_check_on`."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PURIFY_ACCEPT_LOW_ACCURACY", "1")
         yield
+
+
+@pytest.fixture
+def low_accuracy_check_on(monkeypatch):
+    """The low-accuracy check as users get it (`untrained_models_run` turns it off)."""
+    monkeypatch.delenv("PURIFY_ACCEPT_LOW_ACCURACY", raising=False)
 
 
 def write_image_folder(root: Path, count: int, seed: int) -> None:

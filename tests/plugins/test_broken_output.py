@@ -20,11 +20,7 @@ from purify_backdoor.manager import Registered
 from purify_backdoor.purification import BROKEN_EXIT, PurifyRequest, purify_checkpoint
 from purify_backdoor.training import predict_logits
 
-
-@pytest.fixture(autouse=True)
-def low_accuracy_stop_on(monkeypatch):
-    """tests/conftest.py turns the check off for untrained test models; here it is on."""
-    monkeypatch.delenv("PURIFY_ACCEPT_LOW_ACCURACY", raising=False)
+pytestmark = pytest.mark.usefixtures("low_accuracy_check_on")
 
 
 @pytest.fixture

@@ -15,11 +15,7 @@ from purify_backdoor.data.imageset import ImageSet
 from purify_backdoor.errors import PurifyError
 from purify_backdoor.input_check import accuracy_floor, check_clean_accuracy
 
-
-@pytest.fixture(autouse=True)
-def low_accuracy_stop_on(monkeypatch):
-    """tests/conftest.py turns the stop off for untrained test models; here it is on."""
-    monkeypatch.delenv("PURIFY_ACCEPT_LOW_ACCURACY", raising=False)
+pytestmark = pytest.mark.usefixtures("low_accuracy_check_on")
 
 
 class ReadsBlue(nn.Module):
