@@ -652,10 +652,23 @@ def attack_command(
     is_flag=True,
     help="run nothing; write the result files from the cells finished so far",
 )
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="TEXT",
+    help="run only the cells whose model/defense/seedN name contains TEXT (repeatable, e.g. "
+    "--only sig/ --only /medic); the result files still cover every finished cell",
+)
 @executor_options
 @device_options
 def bench_command(
-    grid: Path, out: Path | None, device: str, quiet: bool, tables_only: bool, **kwargs: Any
+    grid: Path,
+    out: Path | None,
+    device: str,
+    quiet: bool,
+    tables_only: bool,
+    only: tuple[str, ...],
+    **kwargs: Any,
 ) -> None:
     """Run every defense of a GRID file (TOML) on every model and seed it lists; write
     results.csv, results.json, results.md and, when matplotlib is installed, PNG plots.
@@ -670,7 +683,7 @@ def bench_command(
     context = RunContext(device=torch.device("cpu"), seed=0, quiet=quiet)
     try:
         with terminate_as_interrupt():
-            result = run_bench(grid, out, device, context, executor, run=not tables_only)
+            result = run_bench(grid, out, device, context, executor, not tables_only, only)
     except KeyboardInterrupt:
         click.echo(
             "Interrupted; the running cells were stopped and keep their last epoch. Re-run the "

@@ -35,15 +35,18 @@ def run_bench(
     context: RunContext,
     executor: Executor | None = None,
     run: bool = True,
+    only: tuple[str, ...] = (),
 ) -> BenchRun:
     """`purify bench`: run the grid's unfinished jobs (one at a time on this machine unless another
     executor is given), then write every result file from all the finished ones
     (results.csv/json/md and, with matplotlib, PNG plots). `run=False` only writes them: the
-    tables of a grid run in parts, or of one still running elsewhere."""
+    tables of a grid run in parts, or of one still running elsewhere. `only` runs just the cells
+    whose key contains one of its texts; the files still cover every finished cell."""
     grid = load_grid(grid_file)
     out = out or grid_file.with_suffix("")
     out.mkdir(parents=True, exist_ok=True)
-    failures = run_grid(grid, out, device, context, executor or LocalExecutor()) if run else []
+    executor = executor or LocalExecutor()
+    failures = run_grid(grid, out, device, context, executor, only) if run else []
     rows = collect_rows(grid, out)
     table = write_markdown(grid, rows, out)
     written = [*write_rows(rows, out), table]

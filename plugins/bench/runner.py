@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,10 +67,19 @@ def cell_path(cell: Cell, out: Path) -> Path:
     return out / "cells" / cell.model.name / f"{cell.defense.name}-seed{cell.seed}{suffix}"
 
 
+def grid_folder(grid: Grid) -> Path:
+    """Where the grid's jobs run: their paths are relative to the grid file."""
+    return grid.path.resolve().parent
+
+
+def _relative(path: Path, grid: Grid) -> str:
+    return os.path.relpath(path.resolve(), grid_folder(grid))
+
+
 def train_command(model: ModelSpec, grid: Grid, out: Path, device: str, resume: bool) -> list[str]:
     command = [
-        "attack", "--plugin", model.train, "--data", str(grid.data),
-        "--out", str(model_path(model, out)), "--profile", model.profile,
+        "attack", "--plugin", model.train, "--data", _relative(grid.data, grid),
+        "--out", _relative(model_path(model, out), grid), "--profile", model.profile,
         "--poison-ratio", str(model.poison_ratio), "--seed", str(model.seed),
         "--device", device, "--quiet", "--overwrite", *option_assignments(model.options),
     ]  # fmt: skip
@@ -83,8 +93,9 @@ def train_command(model: ModelSpec, grid: Grid, out: Path, device: str, resume: 
 def cell_command(cell: Cell, grid: Grid, out: Path, device: str, resume: bool) -> list[str]:
     model = cell.model
     command = [
-        "run", "--plugin", cell.defense.plugin, str(model_path(model, out)),
-        "--data", str(grid.data), "--seed", str(cell.seed), "--out", str(cell_path(cell, out)),
+        "run", "--plugin", cell.defense.plugin, _relative(model_path(model, out), grid),
+        "--data", _relative(grid.data, grid), "--seed", str(cell.seed),
+        "--out", _relative(cell_path(cell, out), grid),
         "--device", device, "--quiet", "--overwrite", *option_assignments(cell.defense.options),
     ]  # fmt: skip
     command += ["--n-clean", str(grid.n_clean)] if grid.n_clean else ["--ratio", str(grid.ratio)]
@@ -129,13 +140,27 @@ def finished(cell: Cell, grid: Grid, out: Path) -> bool:
     return model.exists() and read == model_digest(model)
 
 
+def chosen(cell: Cell, only: tuple[str, ...]) -> bool:
+    """`--only`: a cell is run when its key (model/defense/seedN) contains one of the texts."""
+    return not only or any(text in cell.key for text in only)
+
+
 def run_grid(
-    grid: Grid, out: Path, device: str, context: RunContext, executor: Executor
+    grid: Grid,
+    out: Path,
+    device: str,
+    context: RunContext,
+    executor: Executor,
+    only: tuple[str, ...] = (),
 ) -> list[Failure]:
     """Train missing attack models, then run every unfinished cell (each phase through the
-    executor, so cells may run at once); returns what failed."""
-    trained = [m for m in grid.models if m.train and not model_path(m, out).exists()]
-    todo = [cell for cell in cells(grid) if not finished(cell, grid, out)]
+    executor, so cells may run at once); returns what failed. `only` narrows both to some
+    cells: the order in which a long grid is run in parts."""
+    todo = [c for c in cells(grid) if chosen(c, only) and not finished(c, grid, out)]
+    needed = {cell.model.name for cell in todo}
+    trained = [
+        m for m in grid.models if m.train and m.name in needed and not model_path(m, out).exists()
+    ]
     failures: list[Failure] = []
     bar = context.progress(total=len(trained) + len(todo), desc="bench", unit="job")
     logs: dict[str, Path] = {}
@@ -154,7 +179,7 @@ def run_grid(
         command = train_command(model, grid, out, device, resume)
         key = f"training {model.name}"
         logs[key] = out / "logs" / f"train-{model.name}.log"
-        training.append(Job(key, tuple(command), logs[key]))
+        training.append(Job(key, tuple(command), logs[key], grid_folder(grid)))
     try:
         executor.run(training, on_done)
         broken = {m.name for m in trained if f"training {m.name}" in {f.what for f in failures}}
@@ -167,7 +192,7 @@ def run_grid(
             path.parent.mkdir(parents=True, exist_ok=True)
             command = cell_command(cell, grid, out, device, workdir_for(path).exists())
             logs[cell.key] = path.with_name(path.name + ".log")
-            runs.append(Job(cell.key, tuple(command), logs[cell.key]))
+            runs.append(Job(cell.key, tuple(command), logs[cell.key], grid_folder(grid)))
         executor.run(runs, on_done)
     finally:
         bar.close()

@@ -26,11 +26,14 @@ STOP_POLL_S = 0.2
 
 @dataclass(frozen=True)
 class Job:
-    """`purify ARGUMENTS`, logged to `log`; `key` names it in progress lines and summaries."""
+    """`purify ARGUMENTS`, logged to `log`; `key` names it in progress lines and summaries. Run
+    in `cwd` when given: a bench grid's commands name paths relative to the grid file, so its
+    logs, and the finished-cell check that reads them, do not depend on where it lies."""
 
     key: str
     arguments: tuple[str, ...]
     log: Path
+    cwd: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ def start_job(job: Job, env: dict[str, str]) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            cwd=job.cwd,
             start_new_session=True,
         )
 

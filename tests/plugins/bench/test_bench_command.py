@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -132,3 +133,40 @@ def test_two_jobs_at_once_give_the_rows_of_one(tmp_path, tiny_data, nad_checkpoi
         table = csv.DictReader((tmp_path / f"jobs{jobs}" / "results.csv").open())
         rows[jobs] = [(r["defense"], r["clean_acc"], r["asr"], r["status"]) for r in table]
     assert rows["1"] == rows["2"] and len(rows["1"]) == 2
+
+
+def test_only_runs_some_cells_and_a_moved_grid_keeps_its_finished_ones(
+    tmp_path, tiny_data, nad_checkpoint
+):
+    here = tmp_path / "here"
+    shutil.copytree(tiny_data, here / "data" / tiny_data.name)
+    shutil.copy(nad_checkpoint, here / "model.pth.tar")
+    grid = here / "grid.toml"
+    grid.write_text(
+        f'data = "data/{tiny_data.name}"\nratio = 0.5\n[models.m]\ncheckpoint = "model.pth.tar"\n'
+        "accept_low_accuracy = true\n[defenses.clp]\n"
+        "[defenses.finetune]\noptions = { epochs = 1 }\n"
+    )
+    result = invoke("bench", grid, "--device", "cpu", "-q", "--only", "/clp")
+    assert result.exit_code == 0, result.output
+    cells = here / "grid" / "cells" / "m"
+    assert (cells / "clp-seed0.pth.tar.report.json").exists()
+    assert not (cells / "finetune-seed0.pth.tar.log").exists()
+    logged = (cells / "clp-seed0.pth.tar.log").read_text().splitlines()[0]
+    assert str(tmp_path) not in logged and "--out grid/cells/m/clp-seed0.pth.tar" in logged
+
+    there = tmp_path / "moved" / "there"
+    shutil.copytree(here, there)
+    shutil.rmtree(here)
+    report = there / "grid" / "cells" / "m" / "clp-seed0.pth.tar.report.json"
+    stamp = report.stat().st_mtime_ns
+    moved = there / "grid.toml"
+    tables = invoke("bench", moved, "--device", "cpu", "-q", "--tables-only")
+    assert tables.exit_code == 0, tables.output
+    (row,) = csv.DictReader((there / "grid" / "results.csv").open())
+    assert row["defense"] == "clp"
+    rest = invoke("bench", moved, "--device", "cpu", "-q")
+    assert rest.exit_code == 0, rest.output
+    assert report.stat().st_mtime_ns == stamp
+    rows = list(csv.DictReader((there / "grid" / "results.csv").open()))
+    assert [r["defense"] for r in rows] == ["clp", "finetune"]
