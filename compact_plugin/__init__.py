@@ -23,6 +23,7 @@ from purify_backdoor.compact.cleaning import (
     dense_equivalent,
 )
 from purify_backdoor.compact.compact_checkpoint import ADAPTER, SUFFIX
+from purify_backdoor.compact.cost import model_cost
 from purify_backdoor.compact.ranks import RULES
 from purify_backdoor.compact.scaling import STATISTICS
 from purify_backdoor.compact.spectrum_figure import spectrum_figure
@@ -50,8 +51,6 @@ HELP = {
 
 
 def run(job: DefenseJob) -> nn.Module:
-    from purify_backdoor.compact.cost import model_cost  # torch.utils.benchmark is slow to import
-
     settings = settings_from_options(CleanCompactSettings, job.options)
     compact, details = clean_and_compact(
         job.model, job.input_size, job.num_classes, settings, job.context
