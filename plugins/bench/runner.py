@@ -13,6 +13,7 @@ from pathlib import Path
 
 from purify_backdoor.bench.grid import DefenseSpec, Grid, ModelSpec
 from purify_backdoor.checkpoints import checkpoint_files, file_sha256
+from purify_backdoor.errors import PurifyError
 from purify_backdoor.executors import Executor, Job, Outcome
 from purify_backdoor.executors.job import command_signature, logged_command, option_assignments
 from purify_backdoor.plugin_types import RunContext
@@ -156,7 +157,14 @@ def run_grid(
     """Train missing attack models, then run every unfinished cell (each phase through the
     executor, so cells may run at once); returns what failed. `only` narrows both to some
     cells: the order in which a long grid is run in parts."""
-    todo = [c for c in cells(grid) if chosen(c, only) and not finished(c, grid, out)]
+    every = cells(grid)
+    for text in only:
+        if not any(chosen(cell, (text,)) for cell in every):
+            raise PurifyError(
+                f"--only {text!r} names no cell of {grid.path.name} (cells are named "
+                f"model/defense/seedN, e.g. {every[0].key if every else 'm/d/seed0'}); fix the text"
+            )
+    todo = [c for c in every if chosen(c, only) and not finished(c, grid, out)]
     needed = {cell.model.name for cell in todo}
     trained = [
         m for m in grid.models if m.train and m.name in needed and not model_path(m, out).exists()

@@ -165,6 +165,8 @@ def test_only_runs_some_cells_and_a_moved_grid_keeps_its_finished_ones(
     assert tables.exit_code == 0, tables.output
     (row,) = csv.DictReader((there / "grid" / "results.csv").open())
     assert row["defense"] == "clp"
+    typo = invoke("bench", moved, "--device", "cpu", "-q", "--only", "/clq")
+    assert_one_line_error(typo, "--only '/clq' names no cell", "m/clp/seed0")
     rest = invoke("bench", moved, "--device", "cpu", "-q")
     assert rest.exit_code == 0, rest.output
     assert report.stat().st_mtime_ns == stamp
