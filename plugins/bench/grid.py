@@ -91,6 +91,11 @@ class Grid:
     defenses: tuple[DefenseSpec, ...]
     more_seeds: tuple[MoreSeeds, ...] = ()
 
+    @property
+    def folder(self) -> Path:
+        """The grid file's folder: its relative paths, and its jobs' working folder, start here."""
+        return self.path.resolve().parent
+
 
 def load_grid(path: Path) -> Grid:
     try:

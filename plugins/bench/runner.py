@@ -68,13 +68,8 @@ def cell_path(cell: Cell, out: Path) -> Path:
     return out / "cells" / cell.model.name / f"{cell.defense.name}-seed{cell.seed}{suffix}"
 
 
-def grid_folder(grid: Grid) -> Path:
-    """Where the grid's jobs run: their paths are relative to the grid file."""
-    return grid.path.resolve().parent
-
-
 def _relative(path: Path, grid: Grid) -> str:
-    return os.path.relpath(path.resolve(), grid_folder(grid))
+    return os.path.relpath(path.resolve(), grid.folder)
 
 
 def train_command(model: ModelSpec, grid: Grid, out: Path, device: str, resume: bool) -> list[str]:
@@ -187,7 +182,7 @@ def run_grid(
         command = train_command(model, grid, out, device, resume)
         key = f"training {model.name}"
         logs[key] = out / "logs" / f"train-{model.name}.log"
-        training.append(Job(key, tuple(command), logs[key], grid_folder(grid)))
+        training.append(Job(key, tuple(command), logs[key], grid.folder))
     try:
         executor.run(training, on_done)
         broken = {m.name for m in trained if f"training {m.name}" in {f.what for f in failures}}
@@ -200,7 +195,7 @@ def run_grid(
             path.parent.mkdir(parents=True, exist_ok=True)
             command = cell_command(cell, grid, out, device, workdir_for(path).exists())
             logs[cell.key] = path.with_name(path.name + ".log")
-            runs.append(Job(cell.key, tuple(command), logs[cell.key], grid_folder(grid)))
+            runs.append(Job(cell.key, tuple(command), logs[cell.key], grid.folder))
         executor.run(runs, on_done)
     finally:
         bar.close()
