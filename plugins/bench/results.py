@@ -99,9 +99,11 @@ def markdown(grid: Grid, rows: list[dict[str, Any]]) -> str:
     ]
     for model in grid.models:
         mine = [row for row in rows if row["model"] == model.name]
-        # Every defense of a seed starts from the same model: one "before" per seed.
-        per_seed = list({row["seed"]: row for row in mine}.values())
-        pairs = [_pair(per_seed, "clean_acc_before", "asr_before")]
+        # Every defense of a seed starts from the same model: one "before" per seed, and seeds
+        # that measured the same file the same way are one measurement, not a spread of zero.
+        per_seed = {row["seed"]: row for row in mine}.values()
+        before = list({(r["clean_acc_before"], r["asr_before"]): r for r in per_seed}.values())
+        pairs = [_pair(before, "clean_acc_before", "asr_before")]
         for defense in defenses:
             pairs.append(_flagged([r for r in mine if r["defense"] == defense]))
         lines.append(f"| {model.name} | " + " | ".join(pairs) + " |")

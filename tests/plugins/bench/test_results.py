@@ -52,6 +52,12 @@ def test_one_seed_shows_no_spread():
     assert "| m | 80.00 / 100.00 | 70.00 / 10.00 | 79.00 / 5.00 |" in markdown(grid, rows)
 
 
+def test_an_undefended_model_measured_alike_by_every_seed_shows_no_spread():
+    grid = grid_of(seeds=(0, 1), models=("m",))
+    rows = [row("m", "ft", 0, 0.70, 0.10), row("m", "ft", 1, 0.74, 0.20)]
+    assert markdown(grid, rows).splitlines()[4].startswith("| m | 80.00 / 100.00 | 72.00 ± 2.83")
+
+
 def test_der_per_defense_and_a_failed_defense_says_so():
     grid = grid_of(seeds=(0, 1), models=("m",))
     rows = [row("m", "ft", 0, 0.70, 0.10, der=0.9), row("m", "ft", 1, 0.74, 0.20, der=0.8)]
