@@ -29,6 +29,29 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_model() -> str:
+    """The CPU model: kernels, and so the last bits of a result, differ between models."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine_facts() -> dict[str, Any]:
+    """What decides whether a seed reproduces bit for bit: the same seed gives the same numbers only
+    on the same CPU model, vector instruction set, thread count and GPU."""
+    facts: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        facts["gpu"] = torch.cuda.get_device_name()
+    return facts
+
+
 def peak_memory() -> dict[str, float]:
     """Peak resident memory of this process (and peak GPU memory when a GPU was used), in MiB."""
     peak = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -59,4 +82,10 @@ def report_summary(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_report(**sections: Any) -> dict[str, Any]:
-    return {"report_version": 1, **sections, "versions": package_versions(), **peak_memory()}
+    return {
+        "report_version": 1,
+        **sections,
+        "versions": package_versions(),
+        "machine": machine_facts(),
+        **peak_memory(),
+    }

@@ -175,6 +175,10 @@ def _run_section(report: dict[str, Any]) -> str:
             "versions",
             esc(", ".join(f"{k} {v}" for k, v in (report.get("versions") or {}).items())),
         ],
+        [
+            "machine",
+            esc(", ".join(f"{k} {v}" for k, v in (report.get("machine") or {}).items())),
+        ],
     ]
     return "<h2>Run</h2>" + table(["", ""], rows, numeric_from=2)
 

@@ -81,6 +81,7 @@ def test_run_end_to_end_writes_same_format_and_report(nad_checkpoint, tiny_data)
     assert "functionality_l2" in report["metrics"]["after"]
     assert 0 <= report["metrics"]["der"] <= 1
     assert report["wall_time_s"] > 0 and report["peak_rss_mib"] > 0
+    assert report["machine"]["torch_threads"] == torch.get_num_threads()
     assert "clean_acc" in result.output and "purified model:" in result.output
     assert not out.with_name(out.name + ".work").exists()
 

@@ -93,6 +93,7 @@ def test_every_defense_writes_a_self_contained_page_with_its_pictures(
     body = "".join(page.text)
     for heading in ("Before and after", "Per class", "Where triggered images go", "Run"):
         assert heading in body
+    assert f"torch_threads {report['machine']['torch_threads']}" in body
     assert report["pictures"]["target"] == 5
     for model in ("before", "after"):
         shares = report["pictures"][model]["triggered_to"]
