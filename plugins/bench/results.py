@@ -60,14 +60,14 @@ def _pair(rows: list[dict[str, Any]], acc: str, asr: str) -> str:
     return _spread(accs, 100, 2) + " / " + (_spread(asrs, 100, 2) if asrs else "-")
 
 
-def _flagged(rows: list[dict[str, Any]]) -> str:
-    """The clean / ASR pair, with the status of any seed that did not end "purified" (a defense
-    that found nothing, or broke the model), so a failure reads as one."""
+def _flagged(rows: list[dict[str, Any]], text: str) -> str:
+    """`text` with the status of any seed that did not end "purified" (a defense that found
+    nothing, or broke the model), so a failure reads as one: a broken model's low ASR and its
+    DER rate nothing."""
     statuses = sorted(
         {row["status"] for row in rows if row.get("status", "purified") != "purified"}
     )
-    pair = _pair(rows, "clean_acc", "asr")
-    return pair + (f" ({', '.join(statuses)})" if statuses else "")
+    return text + (f" ({', '.join(statuses)})" if statuses else "")
 
 
 def _mean(rows: list[dict[str, Any]], key: str, scale: float, digits: int) -> str:
@@ -105,10 +105,11 @@ def markdown(grid: Grid, rows: list[dict[str, Any]]) -> str:
         before = list({(r["clean_acc_before"], r["asr_before"]): r for r in per_seed}.values())
         pairs = [_pair(before, "clean_acc_before", "asr_before")]
         for defense in defenses:
-            pairs.append(_flagged([r for r in mine if r["defense"] == defense]))
+            cell = [r for r in mine if r["defense"] == defense]
+            pairs.append(_flagged(cell, _pair(cell, "clean_acc", "asr")))
         lines.append(f"| {model.name} | " + " | ".join(pairs) + " |")
     lines += ["", "DER (defense effectiveness rating) in %, mean over seeds.", ""]
-    lines += _per_defense(grid, rows, lambda mine: _mean(mine, "der", 100, 2))
+    lines += _per_defense(grid, rows, lambda mine: _flagged(mine, _mean(mine, "der", 100, 2)))
     lines += ["", "Defense time in seconds (mean over seeds).", ""]
     lines += _per_defense(grid, rows, lambda mine: _mean(mine, "defense_time_s", 1, 0))
     return "\n".join(lines) + "\n"
