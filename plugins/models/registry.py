@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from purify_backdoor.errors import PurifyError
+from purify_backdoor.models.airbench import AirbenchNet
 from purify_backdoor.models.cifar_resnet import DEPTHS, CifarResNet
 from purify_backdoor.models.preact_resnet import PreActResNet
 from purify_backdoor.models.resnext import ResNeXt29
@@ -34,7 +35,7 @@ _VITS = tuple(name for name in _TORCHVISION if name.startswith("vit_"))
 _PREACT = {"preactresnet18": (2, 2, 2, 2), "preactresnet34": (3, 4, 6, 3)}
 # BackdoorBox's (and kuangliu's) CIFAR ResNets: `cifar_resnet18` ... `cifar_resnet152`.
 _CIFAR_RESNET = {f"cifar_resnet{depth}": depth for depth in DEPTHS}
-_OWN = {"resnext29": ResNeXt29, "senet18": senet18}
+_OWN = {"resnext29": ResNeXt29, "senet18": senet18, "airbench94": AirbenchNet}
 
 
 def known_architectures() -> list[str]:

@@ -16,7 +16,7 @@ BACKDOORBENCH = (
     "resnext29", "senet18", "resize224-vit_b_16", "resize224-vit_b_32", "resize224-vit_l_16",
     "resize224-vit_l_32",
 )  # fmt: skip
-CIFAR = ("preactresnet18", "resnext29", "senet18", "cifar_resnet18", "cifar_resnet50")
+CIFAR = ("preactresnet18", "resnext29", "senet18", "cifar_resnet18", "cifar_resnet50", "airbench94")
 
 
 @pytest.mark.parametrize("arch", BACKDOORBENCH)
