@@ -1,8 +1,8 @@
 """CLP, Channel Lipschitzness-based Pruning (Zheng et al., ECCV 2022): data-free. For every
-convolution followed directly by a BatchNorm, the upper bound of channel k's Lipschitz constant is
-UCLC_k = |gamma_k / sqrt(var_k)| * sigma_max(W_k) (W_k reshaped C_in x kh*kw; no BN eps, as the
-official code). Channels with UCLC above mean + u * std of their layer (unbiased std) are pruned by
-zeroing the BN's gamma and beta, so they output 0."""
+convolution followed by a BatchNorm (directly or through pooling), the upper bound of channel k's
+Lipschitz constant is UCLC_k = |gamma_k / sqrt(var_k)| * sigma_max(W_k) (W_k reshaped C_in x
+kh*kw; no BN eps, as the official code). Channels with UCLC above mean + u * std of their layer
+(unbiased std) are pruned by zeroing the BN's gamma and beta, so they output 0."""
 
 from __future__ import annotations
 
@@ -13,12 +13,15 @@ from torch import fx, nn
 
 from purify_backdoor import Defense, DefenseJob, Figure, Option, channel_scores_figure, hookimpl
 
+POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+
 
 def conv_bn_pairs(model: nn.Module) -> tuple[list[tuple[str, nn.Conv2d, nn.BatchNorm2d]], str]:
-    """Pairs (BN name, conv, BN) where the BN reads the conv's output, found in the traced graph.
-    The official code pairs a BN with the last conv registered before it, which mis-pairs
-    pre-activation blocks (BackdoorBench applies it to PreActResNet anyway); module order is only
-    the fallback for models fx cannot trace."""
+    """Pairs (BN name, conv, BN) where the BN reads the conv's output, found in the traced graph,
+    through max or average pooling between them (a per-channel 1-Lipschitz map, so the bound
+    holds; airbench94's conv -> pool -> BN). The official code pairs a BN with the last conv
+    registered before it, which mis-pairs pre-activation blocks (BackdoorBench applies it to
+    PreActResNet anyway); module order is only the fallback for models fx cannot trace."""
     modules = dict(model.named_modules())
     try:
         graph = fx.symbolic_trace(model).graph
@@ -35,6 +38,8 @@ def conv_bn_pairs(model: nn.Module) -> tuple[list[tuple[str, nn.Conv2d, nn.Batch
         if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
             continue
         source = node.args[0]
+        while source.op == "call_module" and isinstance(modules[source.target], POOLS):
+            source = source.args[0]
         if source.op == "call_module" and isinstance(modules[source.target], nn.Conv2d):
             pairs.append((node.target, modules[source.target], modules[node.target]))
     return pairs, "graph"

@@ -26,7 +26,8 @@ from purify_backdoor import (
     unwrap,
 )
 
-# The last group of blocks in the architectures purify builds (NAD WRN, PreActResNet, ResNet).
+# The last group of blocks in the architectures purify builds (NAD WRN, airbench94, PreActResNet,
+# ResNet).
 LAST_GROUP = ("block3", "layer4")
 
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from purify_backdoor.builtin.clp import channel_lipschitz_bounds, clp_prune, conv_bn_pairs
+from purify_backdoor.models.airbench import AirbenchNet
 from purify_backdoor.models.preact_resnet import PreActResNet
 from tests.conftest import tiny_wideresnet
 from tests.plugins.test_cli import invoke
@@ -44,6 +45,15 @@ def test_preact_pairs_follow_the_graph_not_module_order():
     names = [name for name, _, _ in pairs]
     assert how == "graph"
     assert "layer1.0.bn2" in names and "layer2.0.bn1" not in names  # bn1 reads a residual sum
+
+
+def test_pairs_reach_through_pooling_to_the_conv():
+    model = AirbenchNet()
+    pairs, how = conv_bn_pairs(model)
+    found = {name: conv for name, conv, _ in pairs}
+    assert how == "graph"
+    assert len(pairs) == 7  # the stem's BN and both of each block's
+    assert found["block2.2"] is model.block2[0]  # conv -> max-pool -> BN
 
 
 def test_runs_without_data(nad_checkpoint):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from purify_backdoor.builtin.nad import attention_loss, attention_map
+from purify_backdoor.builtin.nad import attention_loss, attention_map, distilled_layer
+from purify_backdoor.models.airbench import AirbenchNet
 from tests.plugins.test_cli import invoke
 
 
@@ -21,6 +22,11 @@ def test_loss_is_zero_for_the_same_attention_and_positive_otherwise():
     features = torch.randn(2, 4, 3, 3)
     assert attention_loss(features, 3 * features, p=2) < 1e-10  # scale does not matter
     assert attention_loss(features, torch.randn(2, 4, 3, 3), p=2) > 0
+
+
+def test_auto_layer_is_the_last_group_of_airbench94():
+    model = AirbenchNet()
+    assert distilled_layer(model, "auto") is model.block3
 
 
 def test_nad_runs_on_a_tiny_model(nad_checkpoint, tiny_data):
