@@ -7,6 +7,7 @@ import torchvision
 from purify_backdoor.data.synthetic import synthetic_images
 from purify_backdoor.medic import run
 from purify_backdoor.medic.cloning import MedicSettings
+from purify_backdoor.models.airbench import AirbenchNet
 from purify_backdoor.plugin_types import DefenseJob, RunContext
 from tests.conftest import tiny_wideresnet
 
@@ -92,3 +93,17 @@ def test_vit_and_convnext_clone_end_to_end(build, hook_layers):
     linears = [name for name in hooked if "mlp" in name or "head" in name or "block.3" in name]
     assert bool(linears) == (hook_layers == "conv+bn+fc")
     assert not any(name.endswith("out_proj") for name in hooked)  # never called by its parent
+
+
+def test_airbench94_clones_every_conv_and_norm():
+    """conv -> max-pool -> BN blocks: every conv and BN is hooked once, none skipped."""
+    context = RunContext(torch.device("cpu"), seed=0, quiet=True)
+    teacher = AirbenchNet(num_classes=10).eval()
+    medic_job = DefenseJob(
+        teacher, CLEAN, 10, vars(MedicSettings(epochs=1, batch_size=32)), context
+    )
+    clone = run(medic_job)
+    assert clone(torch.rand(2, 3, 16, 16)).shape == (2, 10)
+    hooked = medic_job.details["medic"]["hooked_layers"]
+    assert len(hooked) == 14  # the stem's conv and BN, and each block's two of each
+    assert "block3.2" in hooked
