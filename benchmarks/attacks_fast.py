@@ -26,8 +26,8 @@ MODELS = FAST_MODELS
 RESULTS = ROOT / "docs" / "results" / "attacks_fast.json"
 TRIES = ROOT / "docs" / "results" / "attacks_fast_tries.json"
 # The profile's 30 epochs for WRN-16-1 (the NAD/MEDIC zoo network, the bench grid's models); the
-# 1.97M-parameter airbench94 costs 6.5 min an epoch on 2 CPU cores, four times WRN-16-1, so it gets
-# the 12 epochs an hour and a quarter of them buys.
+# 1.97M-parameter airbench94 costs about 4.4 min an epoch on 2 CPU cores, four times WRN-16-1, so
+# it gets the 12 epochs an hour buys.
 ARCH_FLAGS = {"wrn16-1": [], "airbench94": ["--epochs", "12"]}
 
 # Target 5 (dog), as in the MEDIC zoo and the small table; the clean-label attacks' ratios are the
