@@ -1,12 +1,13 @@
-"""How the fast-profile wanet WRN-16-1 learns the warp over a long schedule: clean accuracy, ASR
+"""How the fast-profile wanet WRN-16-1 learns the warp over a longer schedule: clean accuracy, ASR
 and where the warped non-target test images go, read from the training's per-epoch resume state
 (`<out>.work/train-wanet.state.pt`) while the training runs, so the evidence survives an
-interrupted run. Behind the schedule-length question of docs/attacks.md. Appends one row per
-call to docs/results/wanet_schedule.json.
+interrupted run, or from the finished model file. Behind the schedule-length question of
+docs/attacks.md. Appends one row per call to docs/results/wanet_schedule.json.
 
     python benchmarks/research/wanet_schedule.py \
-        out/wanet_e100/wanet.pth.tar.work/train-wanet.state.pt --epochs 100 \
-        --command "purify attack --plugin wanet ... --epochs 100 ..."
+        out/wanet_e40/wanet.pth.tar.work/train-wanet.state.pt --epochs 40 \
+        --command "purify attack --plugin wanet ... --epochs 40 ..."
+    python benchmarks/research/wanet_schedule.py out/wanet_e40/wanet.pth.tar --epochs 40 ...
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from shared_badnet import ROOT, SHARED, percent
 
 from purify_backdoor.attack_spec import parse_attack_spec, triggered_test_set
+from purify_backdoor.checkpoints import open_checkpoint
 from purify_backdoor.data.loading import open_data
 from purify_backdoor.models.registry import build_model
 from purify_backdoor.training import predict_logits
@@ -34,9 +36,13 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="the training's command, for the row")
     parser.add_argument("--epochs", type=int, required=True, help="the schedule's length")
     args = parser.parse_args()
-    state = torch.load(args.state, map_location="cpu", weights_only=True)
-    model = build_model("wrn16-1", 10)
-    model.load_state_dict(state["model"])
+    if args.state.name.endswith(".state.pt"):
+        state = torch.load(args.state, map_location="cpu", weights_only=True)
+        model = build_model("wrn16-1", 10)
+        model.load_state_dict(state["model"])
+        epoch, lr_now = int(state["epoch"]), float(state["scheduler"]["_last_lr"][0])
+    else:  # the finished model: its work folder, and the state in it, are gone
+        model, epoch, lr_now = open_checkpoint(args.state)[1].model, args.epochs, 0.0
     model.eval()
     test = open_data(SHARED / "data" / "cifar10-jpeg.tar.gz", quiet=True).test
     triggered = triggered_test_set(test, parse_attack_spec(f"wanet:target={TARGET}"))
@@ -44,9 +50,9 @@ def main() -> None:
     clean = predict_logits(model, test.images, device).argmax(1).numpy()
     warped = predict_logits(model, triggered.images.images, device).argmax(1).numpy()
     row = {
-        "epoch": int(state["epoch"]),
+        "epoch": epoch,
         "epochs": args.epochs,
-        "lr_now": float(state["scheduler"]["_last_lr"][0]),
+        "lr_now": lr_now,
         "clean_acc": percent(float((clean == test.labels).mean())),
         "asr": percent(float((warped == TARGET).mean())),
         # the control: the same non-target images, unwarped, sent to the target
