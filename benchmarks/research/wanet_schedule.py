@@ -36,8 +36,9 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="the training's command, for the row")
     parser.add_argument("--epochs", type=int, required=True, help="the schedule's length")
     args = parser.parse_args()
-    if args.state.name.endswith(".state.pt"):
-        state = torch.load(args.state, map_location="cpu", weights_only=True)
+    state = torch.load(args.state, map_location="cpu", weights_only=True)
+    # told apart by content, not name: a copied state file keeps its keys, not its suffix
+    if isinstance(state, dict) and {"model", "epoch", "scheduler"} <= state.keys():
         model = build_model("wrn16-1", 10)
         model.load_state_dict(state["model"])
         epoch, lr_now = int(state["epoch"]), float(state["scheduler"]["_last_lr"][0])
