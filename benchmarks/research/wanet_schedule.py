@@ -1,8 +1,8 @@
-"""How the fast-profile wanet WRN-16-1 learns the warp over a longer schedule: clean accuracy, ASR
-and where the warped non-target test images go, read from the training's per-epoch resume state
-(`<out>.work/train-wanet.state.pt`) while the training runs, so the evidence survives an
-interrupted run, or from the finished model file. Behind the schedule-length question of
-docs/attacks.md. Appends one row per call to docs/results/wanet_schedule.json.
+"""How the fast-profile wanet WRN-16-1 learns the warp over a longer schedule or at a higher
+poisoning ratio: clean accuracy, ASR and where the warped non-target test images go, read from the
+training's per-epoch resume state (`<out>.work/train-wanet.state.pt`) while the training runs, so
+the evidence survives an interrupted run, or from the finished model file. Behind the wanet
+paragraphs of docs/attacks.md. Appends one row per call to docs/results/wanet_schedule.json.
 
     python benchmarks/research/wanet_schedule.py \
         out/wanet_e40/wanet.pth.tar.work/train-wanet.state.pt --epochs 40 \
