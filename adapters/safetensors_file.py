@@ -73,14 +73,9 @@ def load(source: CheckpointSource) -> LoadedModel:
 
 
 def save(loaded: LoadedModel, model: nn.Module, path: Path) -> None:
-    convention = loaded.convention
     record = {
         "arch": loaded.arch,
-        "size": list(convention.size),
-        "mean": list(convention.mean) if convention.mean else None,
-        "std": list(convention.std) if convention.std else None,
-        "bgr": convention.bgr,
-        "scale": convention.scale,
+        **loaded.convention.as_record(),
         "attack": loaded.attack,
         "source_format": loaded.format,
     }

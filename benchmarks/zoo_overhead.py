@@ -28,6 +28,7 @@ import torch
 from inputs import SHARED_ATTACK, add_input_arguments
 from recorded import ROOT, portable, portable_command
 
+from purify_backdoor.purification import PurifyRequest
 from purify_backdoor.report import package_versions
 from purify_backdoor.zoo.inventory import read_zoo
 from purify_backdoor.zoo.jobs import ZooRequest, model_command
@@ -84,10 +85,11 @@ def main() -> None:
         shutil.rmtree(cache / "evaluations", ignore_errors=True)
         return args.work / name
 
-    request = ZooRequest(
-        zoo=zoo, plugin="finetune", out=args.work, options={"epochs": args.epochs},
-        data=args.data, attack=SHARED_ATTACK, device="cpu",
+    template = PurifyRequest(
+        model_path=zoo, plugin="finetune", options={"epochs": args.epochs}, data=args.data,
+        attack=SHARED_ATTACK,
     )  # fmt: skip
+    request = ZooRequest(zoo=zoo, out=args.work, template=template, device="cpu")
     rows = []
 
     def by_hand(threads: int) -> None:

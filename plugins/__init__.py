@@ -6,16 +6,20 @@ in docs/writing-plugins.md). The shipped plugins import from here and from nowhe
 purify, exactly as a third-party one would::
 
     from purify_backdoor import Defense, Option, hookimpl
+
+The library calls are loaded on first use (PEP 562), so importing a plugin type does not load
+the file pipeline, the zoo, the executors or Ray.
 """
+
+import importlib
+from typing import Any
 
 from purify_backdoor.adversarial import pgd_away_from_label
 from purify_backdoor.atomic import atomic_write
 from purify_backdoor.attack_spec import triggered_test_set
-from purify_backdoor.backdoor_training import TrainRequest, train_backdoored
-from purify_backdoor.checkpoint_evaluation import EvalRequest, evaluate_checkpoint
 from purify_backdoor.checkpoint_source import CheckpointSource, write_torch_file
-from purify_backdoor.data.imageset import ImageSet
-from purify_backdoor.data.loading import decode_images
+from purify_backdoor.data.imageset import ImageSet, Splits
+from purify_backdoor.data.loading import decode_images, is_image_file, load_image_folder
 from purify_backdoor.data.synthetic import synthetic_images
 from purify_backdoor.data.tensors import (
     batch_slices,
@@ -25,8 +29,6 @@ from purify_backdoor.data.tensors import (
     to_tensor,
 )
 from purify_backdoor.errors import PurifyError
-from purify_backdoor.evaluation import metrics_table
-from purify_backdoor.executors import make_executor
 from purify_backdoor.figures import Figure, channel_scores_figure, plot_figure, png_from_array
 from purify_backdoor.hookspecs import hookimpl
 from purify_backdoor.models.normalized import InputWrapper, Normalized, cpu_state_dict, unwrap
@@ -43,6 +45,7 @@ from purify_backdoor.plugin_types import (
     Adapter,
     Attack,
     AttackSpec,
+    DataFormat,
     Defense,
     DefenseJob,
     EvalJob,
@@ -52,7 +55,6 @@ from purify_backdoor.plugin_types import (
     RunContext,
     TriggeredSet,
 )
-from purify_backdoor.purification import PurifyRequest, purify_checkpoint
 from purify_backdoor.runtime import run_context
 from purify_backdoor.training import (
     EpochCheckpoint,
@@ -64,8 +66,6 @@ from purify_backdoor.training import (
     frozen,
     predict_logits,
 )
-from purify_backdoor.zoo.jobs import ZooRequest
-from purify_backdoor.zoo.pipeline import run_zoo
 
 __all__ = [
     # the plugin types and the error: what a plugin registers, receives and raises
@@ -73,6 +73,7 @@ __all__ = [
     "Attack",
     "AttackSpec",
     "CheckpointSource",
+    "DataFormat",
     "Defense",
     "DefenseJob",
     "EvalJob",
@@ -84,6 +85,7 @@ __all__ = [
     "Option",
     "PurifyError",
     "RunContext",
+    "Splits",
     "TriggeredSet",
     "hookimpl",
     # the plugin utilities, by job; docs/writing-plugins.md lists each one
@@ -123,11 +125,15 @@ __all__ = [
     # files, images and triggers
     "atomic_write",
     "decode_images",
+    "is_image_file",
+    "load_image_folder",
     "pgd_away_from_label",
     "triggered_test_set",
     "write_torch_file",
     "synthetic_images",
     # the library: what the commands run, callable from Python
+    "Purified",
+    "defend",
     "EvalRequest",
     "PurifyRequest",
     "TrainRequest",
@@ -140,3 +146,31 @@ __all__ = [
     "run_zoo",
     "train_backdoored",
 ]
+
+# name -> module of the library calls, imported when first asked for
+_LIBRARY = {
+    "Purified": "purify_backdoor.in_memory",
+    "defend": "purify_backdoor.in_memory",
+    "EvalRequest": "purify_backdoor.checkpoint_evaluation",
+    "evaluate_checkpoint": "purify_backdoor.checkpoint_evaluation",
+    "PurifyRequest": "purify_backdoor.purification",
+    "purify_checkpoint": "purify_backdoor.purification",
+    "TrainRequest": "purify_backdoor.backdoor_training",
+    "train_backdoored": "purify_backdoor.backdoor_training",
+    "ZooRequest": "purify_backdoor.zoo.jobs",
+    "run_zoo": "purify_backdoor.zoo.pipeline",
+    "make_executor": "purify_backdoor.executors",
+    "metrics_table": "purify_backdoor.evaluation",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LIBRARY:
+        value = getattr(importlib.import_module(_LIBRARY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'purify_backdoor' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LIBRARY})

@@ -15,7 +15,7 @@ from click_default_group import DefaultGroup
 from purify_backdoor.attack_spec import attack_options
 from purify_backdoor.backdoor_training import PROFILES
 from purify_backdoor.errors import PurifyError
-from purify_backdoor.manager import KINDS, collect, get_manager, registered
+from purify_backdoor.manager import KINDS, collect, get_manager, registered, reserve_option_names
 from purify_backdoor.options import Option, parse_assignments
 from purify_backdoor.plugin_types import RunContext
 from purify_backdoor.runtime import resolve_device, run_context
@@ -238,9 +238,6 @@ def checkpoint_options(func: Any) -> Any:
     return func
 
 
-INPUT_FLAGS = ("normalize", "mean", "std", "bgr", "input_scale", "trojai_round")
-
-
 def input_override(kwargs: dict[str, Any]) -> Any:
     """The input convention the user gave on the command line."""
     from purify_backdoor.input_overrides import InputOverride, parse_channels
@@ -252,18 +249,6 @@ def input_override(kwargs: dict[str, Any]) -> Any:
         bgr=kwargs["bgr"],
         scale=kwargs["input_scale"],
     )
-
-
-def input_flags(kwargs: dict[str, Any]) -> tuple[str, ...]:
-    """The same, as flags for a `purify run` a zoo job starts."""
-    flags: list[str] = []
-    for name in INPUT_FLAGS:
-        value, flag = kwargs[name], "--" + name.replace("_", "-")
-        if value is True:
-            flags.append(flag)
-        elif value not in (None, False) and not (name == "input_scale" and value == 1.0):
-            flags += [flag, str(value)]
-    return (*flags, *(["--accept-low-accuracy"] if kwargs["accept_low_accuracy"] else []))
 
 
 def defense_options(func: Any) -> Any:
@@ -415,13 +400,13 @@ def run(
     from purify_backdoor.evaluation import metrics_table
     from purify_backdoor.purification import (
         BROKEN_EXIT,
-        BROKEN_STATUS,
         UNCHANGED_EXIT,
         PurifyRequest,
         purify_checkpoint,
     )
     from purify_backdoor.report import report_path_for
     from purify_backdoor.report_html import html_path_for
+    from purify_backdoor.stages import BROKEN_STATUS
 
     settings = _plugin_settings(ctx, kwargs, option_pairs)
     context = run_context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
@@ -749,33 +734,39 @@ def zoo_command(
     Exit status: 0 every model ran to a result (purified, left unchanged, or broken by the
     defense: each a row with its status), 2 some failed (see zoo.md)."""
     from purify_backdoor.executors.job import terminate_as_interrupt
+    from purify_backdoor.purification import PurifyRequest
     from purify_backdoor.zoo.jobs import ZooRequest
     from purify_backdoor.zoo.pipeline import run_zoo
 
     settings = _plugin_settings(ctx, kwargs, option_pairs)
     resolve_device(kwargs["device"])
     executor = _executor(kwargs, kwargs["device"])
-    request = ZooRequest(
-        zoo=zoo,
+    template = PurifyRequest(
+        model_path=zoo,  # each model's own path, in its job
         plugin=plugin,
-        out=kwargs["out"],
         options=settings,
         data=kwargs["data"],
-        attack=kwargs["attack"],
         format=kwargs["format_"],
         arch=kwargs["arch"],
+        attack=kwargs["attack"],
         ratio=kwargs["ratio"],
         n_clean=kwargs["n_clean"],
         trust_checkpoint=kwargs["trust_checkpoint"],
         save_format=kwargs["save_format"],
         write_unchanged=kwargs["write_unchanged"],
+        html=not kwargs["no_html"],
+        override=input_override(kwargs),  # a malformed --mean stops the zoo here, once
+        accept_low_accuracy=kwargs["accept_low_accuracy"],
+        trojai_round=kwargs["trojai_round"],
+    )
+    request = ZooRequest(
+        zoo=zoo,
+        out=kwargs["out"],
+        template=template,
         seed=kwargs["seed"],
         device=kwargs["device"],
         retry_failed=kwargs["retry_failed"],
-        html=not kwargs["no_html"],
-        input_flags=input_flags(kwargs),
     )
-    input_override(kwargs)  # a malformed --mean stops the zoo here, not in every model's job
     context = RunContext(device=torch.device("cpu"), seed=kwargs["seed"], quiet=kwargs["quiet"])
     if not kwargs["quiet"]:
         click.echo(f"zoo {zoo}: {executor.describe()}", err=True)
@@ -818,3 +809,14 @@ def report_command(report_json: Path, out: Path | None) -> None:
         raise PurifyError(f"--out {target} is the JSON report itself; choose another path")
     write_report_html(report, target)
     click.echo(f"html report: {target}")
+
+
+def _reserve_host_flags() -> None:
+    """Tell the manager which option names the commands' own flags take, once every command is
+    defined (the manager never imports the CLI)."""
+    kinds = {c.kind for c in cli.commands.values() if isinstance(c, PluginCommand)}
+    for kind in kinds:
+        reserve_option_names(kind, host_option_names(kind))
+
+
+_reserve_host_flags()

@@ -28,5 +28,10 @@ def register_adapters(register):
 
 
 @hookspec
+def register_datasets(register):
+    """Register data formats for ``--data``, detected by content: ``register(DataFormat(...))``."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands to the ``purify`` command group."""

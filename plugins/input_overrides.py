@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from purify_backdoor.errors import PurifyError
 from purify_backdoor.models.normalized import Normalized, unwrap
-from purify_backdoor.plugin_types import InputConvention, LoadedModel
+from purify_backdoor.plugin_types import LoadedModel
 
 # Per-channel mean and std of the usual training pipelines, for `--normalize NAME`.
 NORMALIZATIONS = {
@@ -75,15 +75,3 @@ def apply_override(loaded: LoadedModel, override: InputOverride) -> LoadedModel:
         preprocessing=None,  # the format's own wrapper (a TrojAI crop) is replaced too
     )
     return dataclasses.replace(loaded, model=model.eval(), convention=convention)
-
-
-def convention_record(convention: InputConvention) -> dict:
-    """What the report says the model was fed."""
-    return {
-        "size": list(convention.size),
-        "mean": list(convention.mean) if convention.mean else None,
-        "std": list(convention.std) if convention.std else None,
-        "bgr": convention.bgr,
-        "scale": convention.scale,
-        "preprocessing": convention.preprocessing,
-    }

@@ -14,7 +14,7 @@ import pluggy
 
 from purify_backdoor import hookspecs
 from purify_backdoor.errors import PurifyError
-from purify_backdoor.plugin_types import Adapter, Attack, Defense, Evaluator
+from purify_backdoor.plugin_types import Adapter, Attack, DataFormat, Defense, Evaluator
 
 ENTRY_POINT_GROUP = "purify"
 
@@ -23,7 +23,19 @@ KINDS: dict[str, tuple[str, type]] = {
     "attack": ("register_attacks", Attack),
     "evaluator": ("register_evaluators", Evaluator),
     "adapter": ("register_adapters", Adapter),
+    "dataset": ("register_datasets", DataFormat),
 }
+
+
+# kind -> names a plugin option of that kind may not take: the flags of the command that turns
+# that kind's options into flags. The CLI fills it when it is built (`reserve_option_names`), so
+# the manager never imports the CLI; a library caller without the CLI has no flags to clash with.
+RESERVED_OPTION_NAMES: dict[str, frozenset[str]] = {}
+
+
+def reserve_option_names(kind: str, names: frozenset[str]) -> None:
+    """Keep plugin options of `kind` off `names` (a command's own flags)."""
+    RESERVED_OPTION_NAMES[kind] = RESERVED_OPTION_NAMES.get(kind, frozenset()) | names
 
 
 @dataclass(frozen=True)
@@ -95,9 +107,7 @@ def collect(kind: str, manager: pluggy.PluginManager | None = None) -> dict[str,
     manager = manager or get_manager()
     hook_name, expected = KINDS[kind]
     origins = _origins(manager)
-    from purify_backdoor.cli import host_option_names  # the CLI imports this module
-
-    reserved = host_option_names(kind)  # once per collect, not once per registered item
+    reserved = RESERVED_OPTION_NAMES.get(kind, frozenset())
     found: dict[str, Registered] = {}
     for impl in getattr(manager.hook, hook_name).get_hookimpls():
         package, version = origins.get(id(impl.plugin), (_module_package(impl.plugin), ""))

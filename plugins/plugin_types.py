@@ -22,7 +22,7 @@ from purify_backdoor.options import Option
 
 if TYPE_CHECKING:
     from purify_backdoor.checkpoint_source import CheckpointSource
-    from purify_backdoor.data.imageset import ImageSet
+    from purify_backdoor.data.imageset import ImageSet, Splits
 
 
 @dataclass
@@ -189,6 +189,18 @@ class InputConvention:
     scale: float = 1.0  # the network takes values in [0, scale]
     preprocessing: str | None = None  # anything else, in words (a TrojAI round's crop, min-max)
 
+    def as_record(self) -> dict[str, Any]:
+        """The convention as JSON: what a report says the model was fed, and what a safetensors
+        file stores to feed it the same way again."""
+        return {
+            "size": list(self.size),
+            "mean": list(self.mean) if self.mean else None,
+            "std": list(self.std) if self.std else None,
+            "bgr": self.bgr,
+            "scale": self.scale,
+            "preprocessing": self.preprocessing,
+        }
+
 
 @dataclass
 class LoadedModel:
@@ -222,3 +234,17 @@ class Adapter:
     # the defense's name. `save_companion(loaded, model, entry, path)` writes one of them.
     companions: tuple[str, ...] = ()
     save_companion: Callable[[LoadedModel, nn.Module, str, Path], None] | None = None
+
+
+@dataclass(frozen=True)
+class DataFormat:
+    """A data set layout on disk, for `--data`. `detect(path)` looks at the layout and content (a
+    file's magic, the files a folder holds), never at the name alone, so a renamed data set still
+    opens; `open(path, quiet)` reads it into training and test images. The host asks every
+    format in turn (see `data.loading.open_data`) and extracts archives before asking."""
+
+    name: str
+    description: str
+    detect: Callable[[Path], bool]
+    open: Callable[[Path, bool], Splits]
+    options: tuple[Option, ...] = ()

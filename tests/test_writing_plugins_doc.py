@@ -91,6 +91,6 @@ def test_hook_reference_lists_every_hook():
     doc = DOC.read_text()
     reference = doc[doc.index("## Hook reference") :]
     hooks = [name for name in dir(hookspecs) if name.startswith("register_")]
-    assert len(hooks) == 5
+    assert len(hooks) == 6
     for name in hooks:
         assert f"`{name}(" in reference, name

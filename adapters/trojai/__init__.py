@@ -2,7 +2,8 @@
 images. Unpickling runs code from the file, so loading needs `--trust-checkpoint`. The round is
 told from the folder's own files (`rounds.py`) and sets the preprocessing; config.json is
 read as plain JSON and gives the class count and the triggers; the triggered example images the
-round ships give ASR."""
+round ships give ASR. Its clean example images are a data format too (`examples.py`), so the
+folder itself can be `--data`."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from purify_backdoor import (
     hookimpl,
     unwrap,
 )
+from purify_backdoor.adapters.trojai.examples import EXAMPLE_IMAGES
 from purify_backdoor.adapters.trojai.rounds import (
     ROUND_INPUTS,
     TrojAIInput,
@@ -156,3 +158,8 @@ def register_adapters(register):
             suffix="",
         )
     )
+
+
+@hookimpl
+def register_datasets(register):
+    register(EXAMPLE_IMAGES)

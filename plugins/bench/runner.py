@@ -17,7 +17,9 @@ from purify_backdoor.errors import PurifyError
 from purify_backdoor.executors import Executor, Job, Outcome
 from purify_backdoor.executors.job import command_signature, logged_command, option_assignments
 from purify_backdoor.plugin_types import RunContext
+from purify_backdoor.purification import PurifyRequest
 from purify_backdoor.report import report_path_for
+from purify_backdoor.run_command import run_arguments
 from purify_backdoor.training import workdir_for
 
 
@@ -87,23 +89,23 @@ def train_command(model: ModelSpec, grid: Grid, out: Path, device: str, resume: 
 
 
 def cell_command(cell: Cell, grid: Grid, out: Path, device: str, resume: bool) -> list[str]:
+    """The cell's `purify run`, its paths relative to the grid's folder (where it runs)."""
     model = cell.model
-    command = [
-        "run", "--plugin", cell.defense.plugin, _relative(model_path(model, out), grid),
-        "--data", _relative(grid.data, grid), "--seed", str(cell.seed),
-        "--out", _relative(cell_path(cell, out), grid),
-        "--device", device, "--quiet", "--overwrite", *option_assignments(cell.defense.options),
-    ]  # fmt: skip
-    command += ["--n-clean", str(grid.n_clean)] if grid.n_clean else ["--ratio", str(grid.ratio)]
-    if model.attack:
-        command += ["--attack", model.attack]
-    if model.format != "auto":
-        command += ["--format", model.format]
-    if model.arch:
-        command += ["--arch", model.arch]
-    if model.accept_low_accuracy:
-        command += ["--accept-low-accuracy"]
-    return command + (["--resume"] if resume else [])
+    request = PurifyRequest(
+        model_path=Path(_relative(model_path(model, out), grid)),
+        plugin=cell.defense.plugin,
+        options=cell.defense.options,
+        data=Path(_relative(grid.data, grid)),
+        out=Path(_relative(cell_path(cell, out), grid)),
+        format=model.format,
+        arch=model.arch,
+        attack=model.attack,
+        ratio=grid.ratio,
+        n_clean=grid.n_clean,
+        overwrite=True,
+        accept_low_accuracy=model.accept_low_accuracy,
+    )
+    return run_arguments(request, seed=cell.seed, device=device, resume=resume)
 
 
 def model_digest(path: Path) -> str:

@@ -1,28 +1,32 @@
-"""Open a data set from what users have on disk: an ImageFolder tree (with `train/` and `test/`, or
-just class folders), a `.tar.gz` of one, an `.npz` with `x` (uint8 NHWC) and `y`, a torchvision
-CIFAR-10 or GTSRB root, or a TrojAI folder of `class_<k>_example_<n>.png` images.
+"""Open a data set from what users have on disk. Data formats are plugins (`register_datasets`):
+this module holds what every format shares: the order they are asked in, archive extraction, the
+cached ImageFolder decode and image decoding.
 
 Decoded arrays are cached, so the 60,000 CIFAR-10 JPEGs are decoded once per machine."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
 import shutil
 import tarfile
 from pathlib import Path
 
 import numpy as np
+import pluggy
 from PIL import Image
 
 from purify_backdoor.atomic import atomic_write
 from purify_backdoor.data.imageset import ImageSet, Splits
 from purify_backdoor.errors import PurifyError
+from purify_backdoor.manager import collect
+from purify_backdoor.plugin_types import DataFormat
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+# The catch-all: any folder holding folders of images reads as an ImageFolder, the layouts of more
+# specific formats too (a TrojAI round folder's example_data/ would be one class). It is asked last.
+GENERIC_FORMAT = "imagefolder"
 
 
 def cache_dir() -> Path:
@@ -30,177 +34,84 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def open_data(path: str | Path, quiet: bool = True) -> Splits:
+def open_data(
+    path: str | Path, quiet: bool = True, manager: pluggy.PluginManager | None = None
+) -> Splits:
+    """The data at `path`, read by the first installed format that recognises it (archives are
+    extracted first; see `data_formats` for the order)."""
     path = Path(path)
     if not path.exists():
         raise PurifyError(f"data path {path} does not exist; pass an ImageFolder, .tar.gz or .npz")
-    if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
-        return _open_folder(_extract_once(path), quiet)
-    if path.is_file() and path.suffix == ".npz":
-        return load_npz(path)
-    if path.is_dir():
-        if (path / "cifar-10-batches-py").is_dir():
-            return _torchvision_cifar10(path)
-        if (path / "gtsrb").is_dir():
-            return _torchvision_gtsrb(path, quiet)
-        examples = _trojai_examples(path)
-        if examples is not None:
-            return Splits(train=load_trojai_examples(examples), test=None)
-        return _open_folder(path, quiet)
-    raise PurifyError(
-        f"cannot read data {path}: expected an ImageFolder directory, a .tar.gz of one, or an .npz"
-    )
+    root = _extract_once(path) if path.is_file() and _is_archive(path) else path
+    formats = data_formats(manager)
+    for candidate in _candidates(root):
+        for data_format in formats:
+            if _detects(data_format, candidate):
+                return _open(data_format, candidate, quiet)
+    raise PurifyError(_unrecognised(path, root, formats))
 
 
-def load_npz(path: Path) -> Splits:
-    """`x` (uint8 NHWC) and `y` are the training images; `x_test` and `y_test`, when present, the
-    test split; `classes` (strings), when present, names the labels."""
-    with np.load(path, allow_pickle=False) as archive:
-        if "x" not in archive or "y" not in archive:
-            raise PurifyError(f"{path} must contain arrays 'x' (uint8 NHWC) and 'y' (int labels)")
-        if ("x_test" in archive) != ("y_test" in archive):
-            raise PurifyError(f"{path}: 'x_test' and 'y_test' go together; store both or neither")
-        names = tuple(str(name) for name in archive["classes"]) if "classes" in archive else None
-        train = _npz_split(path, archive["x"], archive["y"], "x", names)
-        test = None
-        if "x_test" in archive:
-            test = _npz_split(path, archive["x_test"], archive["y_test"], "x_test", names)
-    if names is None and test is not None:
-        count = max(train.num_classes, test.num_classes)
-        train, test = (ImageSet(s.images, s.labels, _numbered(count)) for s in (train, test))
-    return Splits(train=train, test=test)
+def data_formats(manager: pluggy.PluginManager | None = None) -> list[DataFormat]:
+    """Every installed format, in the order they are asked: by name, so the outcome never depends
+    on the order packages were installed in, and the generic ImageFolder last, so any format
+    that knows a layout better wins over it."""
+    formats = [entry.item for entry in collect("dataset", manager).values()]
+    return sorted(formats, key=lambda f: (f.name == GENERIC_FORMAT, f.name))
 
 
-def _numbered(count: int) -> tuple[str, ...]:
-    return tuple(str(k) for k in range(count))
+def _is_archive(path: Path) -> bool:
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def _npz_split(
-    path: Path, images: np.ndarray, labels: np.ndarray, key: str, names: tuple[str, ...] | None
-) -> ImageSet:
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise PurifyError(
-            f"{path}: '{key}' must be uint8 of shape (N, H, W, 3), "
-            f"got {images.dtype} {images.shape}"
-        )
-    labels = labels.astype(np.int64)
-    classes = names or _numbered(int(labels.max()) + 1)
-    if labels.min() < 0 or labels.max() >= len(classes):
-        raise PurifyError(f"{path}: labels of '{key}' must lie in 0..{len(classes) - 1}")
-    return ImageSet(images, labels, classes)
+def _candidates(root: Path) -> list[Path]:
+    """The path itself, then, for a folder holding nothing but one folder (as archives often wrap
+    their data: cifar10-jpeg/train/...), that folder."""
+    if not root.is_dir():
+        return [root]
+    entries = [entry for entry in root.iterdir() if not entry.name.startswith(".")]
+    if len(entries) == 1 and entries[0].is_dir():
+        return [root, entries[0]]
+    return [root]
 
 
-def _torchvision_cifar10(root: Path) -> Splits:
-    """A torchvision CIFAR-10 root; torchvision reads its pickled batches (the user's own data)."""
-    from torchvision.datasets import CIFAR10
-
-    def split(train: bool) -> ImageSet:
-        data = CIFAR10(root, train=train, download=False)
-        return ImageSet(data.data, np.array(data.targets, dtype=np.int64), tuple(data.classes))
-
-    return Splits(train=split(True), test=split(False))
-
-
-GTSRB_SIZE = (32, 32)  # BackdoorBench's size for GTSRB, whose images vary in size
-
-
-def _torchvision_gtsrb(root: Path, quiet: bool) -> Splits:
-    from torchvision.datasets import GTSRB
-    from tqdm import tqdm
-
-    def split(name: str) -> ImageSet:
-        data = GTSRB(root, split=name, download=False)
-        images = np.empty((len(data), *GTSRB_SIZE, 3), dtype=np.uint8)
-        labels = np.empty(len(data), dtype=np.int64)
-        for index in tqdm(range(len(data)), desc=f"GTSRB {name}", disable=quiet, leave=False):
-            image, label = data[index]
-            images[index] = np.asarray(image.convert("RGB").resize(GTSRB_SIZE, Image.BILINEAR))
-            labels[index] = label
-        return ImageSet(images, labels, tuple(str(k) for k in range(43)))
-
-    return Splits(train=split("train"), test=split("test"))
-
-
-TROJAI_EXAMPLE = re.compile(r"class_(\d+)_example_(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)
-# Round 11 and the mitigation round: `<id>.jpg` (or .png) beside `<id>.json`, which holds the
-# label (a bare integer; `{"clean_label": k}` in the mitigation round's new-clean-example-data).
-TROJAI_LABELLED = ("clean-example-data", "new-clean-example-data")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def _trojai_examples(folder: Path) -> Path | None:
-    """The folder of TrojAI example images: `folder` itself, or its clean example folder."""
-    for name in TROJAI_LABELLED:
-        if _labelled_examples(folder / name):
-            return folder / name
-    if _labelled_examples(folder):
-        return folder
-    for candidate in (folder / "clean_example_data", folder / "example_data", folder):
-        if candidate.is_dir() and any(TROJAI_EXAMPLE.match(p.name) for p in candidate.iterdir()):
-            return candidate
-    return None
-
-
-def _labelled_examples(folder: Path) -> list[tuple[Path, Path]]:
-    if not folder.is_dir():
-        return []
-    images = (p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES)
-    return [
-        (image, image.with_suffix(".json"))
-        for image in images
-        if image.with_suffix(".json").is_file()
-    ]
-
-
-def load_trojai_examples(folder: Path) -> ImageSet:
-    if labelled := _labelled_examples(folder):
-        labels = [_example_label(label_file) for _, label_file in labelled]
-        images = decode_images([image for image, _ in labelled])
-        array = np.array(labels, dtype=np.int64)
-        return ImageSet(images, array, tuple(str(k) for k in range(int(array.max()) + 1)))
-    files = sorted(
-        (int(match.group(1)), int(match.group(2)), path)
-        for path in folder.iterdir()
-        if (match := TROJAI_EXAMPLE.match(path.name))
-    )
-    images = decode_images([path for _, _, path in files])
-    labels = np.array([label for label, _, _ in files], dtype=np.int64)
-    return ImageSet(images, labels, tuple(str(k) for k in range(int(labels.max()) + 1)))
-
-
-def _example_label(path: Path) -> int:
+def _detects(data_format: DataFormat, path: Path) -> bool:
+    """Detection looks into untrusted files: a detector tripping over them means "not mine"."""
     try:
-        value = json.loads(path.read_text())
-        return int(value["clean_label"] if isinstance(value, dict) else value)
-    except (ValueError, KeyError, TypeError):
+        return bool(data_format.detect(path))
+    except PurifyError:
+        raise
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _open(data_format: DataFormat, path: Path, quiet: bool) -> Splits:
+    """Data that passes detection but does not read is an input error, not a crash."""
+    try:
+        return data_format.open(path, quiet)
+    except PurifyError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        detail = " ".join(str(error).split())[:160]
         raise PurifyError(
-            f"{path} should hold the image's class label (an integer); check the TrojAI folder"
+            f"{path} looks like '{data_format.name}' data but does not read "
+            f"({type(error).__name__}: {detail}); check the files"
         ) from None
 
 
-def _open_folder(root: Path, quiet: bool) -> Splits:
-    root = _single_child(root)
-    if (root / "train").is_dir() or (root / "test").is_dir():
-        train = load_image_folder(root / "train", quiet) if (root / "train").is_dir() else None
-        test = load_image_folder(root / "test", quiet) if (root / "test").is_dir() else None
-        if train is not None and test is not None and train.classes != test.classes:
-            raise PurifyError(f"{root}: train/ and test/ have different class folders")
-        return Splits(train=train, test=test)
-    return Splits(train=load_image_folder(root, quiet), test=None)
+def _unrecognised(path: Path, root: Path, formats: list[DataFormat]) -> str:
+    names = ", ".join(data_format.name for data_format in formats) or "none"
+    layout = "has no class folders of images and " if root.is_dir() else ""
+    return (
+        f"cannot read data {path}: it {layout}is in none of the installed data formats "
+        f"({names}); pass an ImageFolder (<root>/<class>/<image>, or train/ and test/ of them), "
+        f"a .tar.gz of one, or another format `purify plugins` lists, or install the plugin "
+        f"that reads yours"
+    )
 
 
-def _single_child(root: Path) -> Path:
-    """Archives often wrap the data set in one top folder (cifar10-jpeg/train/...)."""
-    entries = [entry for entry in root.iterdir() if not entry.name.startswith(".")]
-    if len(entries) == 1 and entries[0].is_dir() and not _has_images(root):
-        inner = entries[0]
-        if (inner / "train").is_dir() or (inner / "test").is_dir():
-            return inner
-    return root
-
-
-def _has_images(folder: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir() if p.is_file())
+def is_image_file(path: Path) -> bool:
+    """A file PIL decodes, told by its suffix (.png, .jpg, .jpeg, .bmp, .ppm, .webp, .tif)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
 def _image_files(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
@@ -211,7 +122,7 @@ def _image_files(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
         (path, label)
         for label, name in enumerate(classes)
         for path in sorted((root / name).iterdir())
-        if path.suffix.lower() in IMAGE_SUFFIXES
+        if is_image_file(path)
     ]
     if not files:
         raise PurifyError(f"{root} has class folders but no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -219,7 +130,8 @@ def _image_files(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
 
 
 def load_image_folder(root: Path, quiet: bool = True) -> ImageSet:
-    """Decode an ImageFolder tree into one array, through the decode cache."""
+    """A `<root>/<class>/<image>` tree as one ImageSet (class folders sorted by name give the
+    labels), through the decode cache: a data set is decoded once per machine, not once per run."""
     classes, files = _image_files(root)
     key = hashlib.sha256()
     for path, label in files:

@@ -7,19 +7,15 @@ on the same, unchanged input (a crash, a kill or an interruption is tried again)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from purify_backdoor.atomic import write_json_atomic
 from purify_backdoor.checkpoints import checkpoint_files
-from purify_backdoor.executors.job import (
-    Job,
-    Outcome,
-    command_signature,
-    logged_command,
-    option_assignments,
-)
+from purify_backdoor.executors.job import Job, Outcome, command_signature, logged_command
+from purify_backdoor.purification import PurifyRequest
+from purify_backdoor.run_command import run_arguments
 from purify_backdoor.zoo.inventory import ZooModel
 
 BAD_INPUT_EXIT = 2
@@ -29,62 +25,52 @@ FAILED = "failed.json"
 
 @dataclass(frozen=True)
 class ZooRequest:
-    """`purify zoo`: one defense over every model of `zoo`, outputs under `out/<name>/`. The
-    per-model fields of a manifest row override `data`, `attack`, `format` and `arch`."""
+    """`purify zoo`: `template` over every model of `zoo`, outputs under `out/<name>/`. Each
+    model's job is the template with that model's `model_path` and `out_dir` (`out` unset), with
+    its manifest row's `data`, `attack`, `format` and `arch` where the row gives them, and with
+    `overwrite` set: the model's folder is the zoo's own, and a re-run replaces what a failed or
+    changed run left there."""
 
     zoo: Path
-    plugin: str
     out: Path
-    options: dict[str, Any] = field(default_factory=dict)
-    data: Path | None = None
-    attack: str | None = None
-    format: str = "auto"
-    arch: str | None = None
-    ratio: float = 0.05
-    n_clean: int | None = None
-    trust_checkpoint: bool = False
-    save_format: str = "native"
-    write_unchanged: bool = False
+    template: PurifyRequest
     seed: int = 0
     device: str = "auto"
     retry_failed: bool = False
-    html: bool = True  # an HTML report per model (zoo.html is written either way)
-    input_flags: tuple[str, ...] = ()  # the input-convention flags, passed on to every run
 
 
 def model_folder(model: ZooModel, out: Path) -> Path:
     return out / model.name
 
 
-def model_command(model: ZooModel, request: ZooRequest) -> list[str]:
-    """The `purify run` arguments for one model, without --resume (added for started models)."""
-    data = model.data or request.data
-    attack = model.attack or request.attack
-    arch = model.arch or request.arch
-    command = [
-        "run", "--plugin", request.plugin, str(model.path.resolve()),
-        "--out-dir", str(model_folder(model, request.out).resolve()),
-        "--seed", str(request.seed), "--device", request.device, "--quiet", "--overwrite",
-        "--format", model.format or request.format, "--save-format", request.save_format,
-        *option_assignments(request.options), *request.input_flags,
-    ]  # fmt: skip
-    command += ["--n-clean", str(request.n_clean)] if request.n_clean else []
-    command += [] if request.n_clean else ["--ratio", str(request.ratio)]
-    command += ["--data", str(Path(data).resolve())] if data else []
-    command += ["--attack", attack] if attack else []
-    command += ["--arch", arch] if arch else []
-    command += ["--trust-checkpoint"] if request.trust_checkpoint else []
-    command += ["--write-unchanged"] if request.write_unchanged else []
-    command += [] if request.html else ["--no-html"]
-    return command
+def model_request(model: ZooModel, request: ZooRequest) -> PurifyRequest:
+    """One model's `purify run` request, its paths resolved: a job runs in any folder."""
+    template = request.template
+    data = model.data or template.data
+    return replace(
+        template,
+        model_path=model.path.resolve(),
+        data=Path(data).resolve() if data else None,
+        attack=model.attack or template.attack,
+        format=model.format or template.format,
+        arch=model.arch or template.arch,
+        out=None,
+        out_dir=model_folder(model, request.out).resolve(),
+        overwrite=True,
+    )
+
+
+def model_command(model: ZooModel, request: ZooRequest, resume: bool = False) -> list[str]:
+    """The `purify run` arguments for one model (--resume for a started one)."""
+    return run_arguments(
+        model_request(model, request), seed=request.seed, device=request.device, resume=resume
+    )
 
 
 def model_job(model: ZooModel, request: ZooRequest) -> Job:
     folder = model_folder(model, request.out)
-    command = model_command(model, request)
-    if any(folder.glob("*.work")):  # a started run: continue from its last epoch
-        command.append("--resume")
-    return Job(model.name, tuple(command), folder / LOG)
+    started = any(folder.glob("*.work"))  # a started run: continue from its last epoch
+    return Job(model.name, tuple(model_command(model, request, started)), folder / LOG)
 
 
 def report_of(model: ZooModel, out: Path) -> Path | None:

@@ -42,10 +42,11 @@ def run_zoo(request: ZooRequest, executor: Executor, context: RunContext) -> Zoo
     """Purify every model of `request.zoo` that is not done yet; one failing model is a row with
     its error, never the end of the run. On Ctrl-C the summary is written as it stands and
     KeyboardInterrupt passes on: the same call again resumes."""
-    entry = registered("defense", request.plugin)
-    resolve_options(entry.item.options, request.options, f"defense '{entry.item.name}'")
-    if request.data is not None and not Path(request.data).exists():
-        raise PurifyError(f"data path {request.data} does not exist; check --data")
+    template = request.template
+    entry = registered("defense", template.plugin)
+    resolve_options(entry.item.options, template.options, f"defense '{entry.item.name}'")
+    if template.data is not None and not Path(template.data).exists():
+        raise PurifyError(f"data path {template.data} does not exist; check --data")
     models = read_zoo(request.zoo, exclude=request.out)
     try:
         request.out.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,10 @@ def test_plugins_lists_every_kind():
         assert name in result.output
     rows = json.loads(invoke("plugins", "--json").output)
     assert {"name", "kind", "package", "version", "description"} == set(rows[0])
-    assert {row["kind"] for row in rows} == {"defense", "attack", "evaluator", "adapter"}
+    kinds = {row["kind"] for row in rows}
+    assert kinds == {"defense", "attack", "evaluator", "adapter", "dataset"}
+    datasets = {row["name"]: row["package"] for row in rows if row["kind"] == "dataset"}
+    assert datasets["imagefolder"] == datasets["trojai_examples"] == "purify-backdoor"
 
 
 def test_plugin_help_shows_the_plugins_own_options():

@@ -44,14 +44,24 @@ def test_the_names_a_plugin_needs_import_from_the_package():
     assert all(hasattr(purify_backdoor, name) for name in purify_backdoor.__all__)
 
 
+def shipped_sources(folder: str) -> list[Path]:
+    """Every Python file of a shipped plugin's package, its subpackages (adapters/trojai/)
+    included."""
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
 def test_shipped_plugins_import_only_the_face():
     found = [
         hit
         for folder, own in SHIPPED.items()
-        for path in sorted((ROOT / folder).glob("*.py"))
+        for path in shipped_sources(folder)
         for hit in reaches_past_the_face(path, own)
     ]
     assert found == []
+
+
+def test_the_walk_reaches_subpackages():
+    assert ROOT / "adapters" / "trojai" / "rounds.py" in shipped_sources("adapters")
 
 
 def test_the_check_catches_an_internal_import(tmp_path):

@@ -48,20 +48,3 @@ def test_channels_parse_as_three_numbers():
     assert parse_channels("0.5,0.4,0.3", "--mean") == (0.5, 0.4, 0.3)
     with pytest.raises(PurifyError, match="three comma-separated numbers"):
         parse_channels("0.5,0.4", "--mean")
-
-
-def test_zoo_passes_the_input_flags_on_to_each_run():
-    from purify_backdoor.cli import input_flags
-
-    given = {"normalize": None, "mean": "0.5,0.5,0.5", "std": "0.2,0.2,0.2", "bgr": True,
-             "input_scale": 255.0, "trojai_round": None, "accept_low_accuracy": True}  # fmt: skip
-    assert input_flags(given) == (
-        "--mean", "0.5,0.5,0.5", "--std", "0.2,0.2,0.2", "--bgr", "--input-scale", "255.0",
-        "--accept-low-accuracy",
-    )  # fmt: skip
-    defaults = dict.fromkeys(given) | {
-        "bgr": False,
-        "input_scale": 1.0,
-        "accept_low_accuracy": False,
-    }
-    assert input_flags(defaults) == ()

@@ -64,6 +64,8 @@ def test_misspelled_hook_fails_check_pending():
 
 @pytest.mark.parametrize("name", ["seed", "save_format", "n_clean", "trust_checkpoint", "option"])
 def test_option_names_that_shadow_host_flags_are_refused(name):
+    import purify_backdoor.cli  # noqa: F401 - building the CLI reserves its flags' names
+
     manager = new_manager()
     bad = Defense("shadow", "d", _noop, options=(Option(name, int, 0, "mine"),))
     manager.register(_defense_plugin("shadow_pkg", bad))

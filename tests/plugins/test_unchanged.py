@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from purify_backdoor import DefenseJob, RunContext
 from purify_backdoor.cli import cli
 from purify_backdoor.errors import PurifyError
-from purify_backdoor.purification import UNCHANGED_EXIT, check_unchanged
+from purify_backdoor.purification import UNCHANGED_EXIT
+from purify_backdoor.stages import check_unchanged
 from tests.conftest import tiny_wideresnet
 
 ATTACK = "badnet:pattern=grid,target=0"

@@ -1,13 +1,20 @@
 import io
+import shutil
 import tarfile
+import types
+from pathlib import Path
 
 import numpy as np
+import pluggy
 import pytest
 from PIL import Image
 
+from purify_backdoor import DataFormat, ImageSet, Splits, hookimpl
+from purify_backdoor.builtin import image_folder
 from purify_backdoor.data import loading
 from purify_backdoor.data.loading import open_data
 from purify_backdoor.errors import PurifyError
+from purify_backdoor.manager import new_manager
 
 
 def test_image_folder_with_splits(tiny_data):
@@ -125,3 +132,87 @@ def test_torchvision_gtsrb_root_is_resized_to_32(tmp_path):
     splits = open_data(tmp_path)
     assert splits.train.images.shape == (2, 32, 32, 3) and splits.train.num_classes == 43
     assert splits.train.labels.tolist() == [0, 1] and splits.test.labels.tolist() == [2]
+
+
+def _format_plugin(module_name: str, *formats: DataFormat) -> types.ModuleType:
+    """A third-party package's plugin module, registering `formats`."""
+    module = types.ModuleType(module_name)
+
+    @hookimpl
+    def register_datasets(register):
+        for data_format in formats:
+            register(data_format)
+
+    module.register_datasets = register_datasets
+    return module
+
+
+def _marked_folder(path: Path) -> bool:
+    return (path / "MARK").is_file()
+
+
+def _one_image(path: Path, quiet: bool) -> Splits:
+    return Splits(ImageSet(np.zeros((1, 2, 2, 3), np.uint8), np.zeros(1, np.int64), ("a",)), None)
+
+
+MARKED = DataFormat("marked", "a folder holding MARK", _marked_folder, _one_image)
+
+
+def _manager(*formats: DataFormat) -> pluggy.PluginManager:
+    """A fresh manager with the shipped ImageFolder and `formats` from a third-party package."""
+    manager = new_manager()
+    manager.register(image_folder)
+    manager.register(_format_plugin("thirdparty_pkg.plugin", *formats))
+    return manager
+
+
+def test_a_third_party_format_wins_over_the_generic_image_folder(tiny_data, tmp_path):
+    root = tmp_path / "marked"
+    shutil.copytree(tiny_data, root)  # class folders of images too
+    (root / "MARK").touch()
+    assert len(open_data(root, manager=_manager(MARKED)).train) == 1
+    assert len(open_data(tiny_data, manager=_manager(MARKED)).train) == 200
+
+
+def test_formats_are_asked_by_name_and_the_image_folder_last():
+    zebra = DataFormat("zebra", "z", _marked_folder, _one_image)
+    alpha = DataFormat("alpha", "a", _marked_folder, _one_image)
+    names = [f.name for f in loading.data_formats(_manager(zebra, alpha))]
+    assert names == ["alpha", "zebra", "imagefolder"]
+    assert [f.name for f in loading.data_formats()][-1] == "imagefolder"
+
+
+def test_an_archive_is_extracted_before_detection(tmp_path):
+    folder = tmp_path / "wrapped"
+    folder.mkdir()
+    (folder / "MARK").touch()
+    archive = tmp_path / "wrapped.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="wrapped")  # one top folder, as archives often have
+    assert len(open_data(archive, manager=_manager(MARKED)).train) == 1
+
+
+def test_an_unrecognised_folder_is_one_line_naming_the_formats(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(PurifyError) as raised:
+        open_data(tmp_path, manager=_manager(MARKED))
+    message = raised.value.format_message()
+    assert "\n" not in message
+    assert f"cannot read data {tmp_path}" in message and "has no class folders" in message
+    assert "(marked, imagefolder)" in message and "install the plugin" in message
+
+
+def test_a_detector_that_trips_is_not_the_format_and_a_failing_open_is_one_line(tmp_path):
+    def trips(path: Path) -> bool:
+        raise ValueError("cannot parse")
+
+    def fails(path: Path, quiet: bool) -> Splits:
+        raise KeyError("labels")
+
+    (tmp_path / "MARK").touch()
+    manager = _manager(DataFormat("trips", "t", trips, _one_image))
+    with pytest.raises(PurifyError, match="none of the installed data formats"):
+        open_data(tmp_path, manager=manager)
+    manager = _manager(DataFormat("broken", "b", _marked_folder, fails))
+    with pytest.raises(PurifyError, match=r"looks like 'broken' data but does not read \(KeyError"):
+        open_data(tmp_path, manager=manager)

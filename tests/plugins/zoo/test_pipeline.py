@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from purify_backdoor.executors import LocalExecutor, RayExecutor
 from purify_backdoor.plugin_types import RunContext
+from purify_backdoor.purification import PurifyRequest
 from purify_backdoor.zoo.inventory import read_zoo
 from purify_backdoor.zoo.jobs import ZooRequest, finished
 from purify_backdoor.zoo.pipeline import run_zoo
@@ -50,10 +51,11 @@ def zoo(tmp_path_factory) -> tuple[Path, Path]:
 
 def request(zoo: tuple[Path, Path], out: Path) -> ZooRequest:
     models, data = zoo
-    return ZooRequest(
-        zoo=models, plugin="finetune", out=out, options={"epochs": EPOCHS}, data=data,
-        attack=ATTACK, arch="wrn10-1", ratio=0.5, device="cpu",
+    template = PurifyRequest(
+        model_path=models, plugin="finetune", options={"epochs": EPOCHS}, data=data,
+        attack=ATTACK, arch="wrn10-1", ratio=0.5,
     )  # fmt: skip
+    return ZooRequest(zoo=models, out=out, template=template, device="cpu")
 
 
 def context() -> RunContext:
