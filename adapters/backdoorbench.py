@@ -4,13 +4,21 @@
 (`get_dataset_normalization`); we wrap it around the network. When the record folder holds the
 poisoned test images (`bd_test_dataset/<label>/<index>.png`; LIRA's `bd_test_dataset_stage_one/`),
 they give ASR without an attack spec. Records are pickled by BackdoorBench's torch 1.11 / numpy 1.x
-(`numpy.core.multiarray` names, np.int64 `data_dict` keys); `CheckpointSource` allows exactly those.
-The purified model is written in the same container, plus `defense/<defense>/defense_result.pt`
-(`model_name`, `num_classes`, `model`) where BackdoorBench's `save_defense_result` puts it and its
-`analysis/` scripts read it (checked against SCLBD/BackdoorBench f02e353)."""
+(`numpy.core.multiarray` names, np.int64 `data_dict` keys); `CheckpointSource` allows exactly those,
+and a numpy-1 record is written back with numpy-1 names (numpy_pickle.py), so BackdoorBench's own
+stack opens the purified record. The input is the record file or its folder (`record/<attack>`).
+By default the purified record is `record/<attack>/attack_result.purify-<defense>.pt`, beside
+`defense/purify-<defense>/defense_result.pt` (`model_name`, `num_classes`, `model`): the folder
+and keys of BackdoorBench's `save_defense_result`, under a name none of its own defenses (`ft`,
+`nad`, `anp`, `clp`, ...) uses, so they never overwrite each other (checked against
+SCLBD/BackdoorBench f02e353)."""
 
 from __future__ import annotations
 
+import csv
+import os
+import stat
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +38,11 @@ from purify_backdoor import (
     cpu_state_dict,
     decode_images,
     hookimpl,
+    names_numpy1,
     output_classes,
+    recorded_fraction,
+    refuse_special,
+    save_with_numpy1_names,
     write_torch_file,
 )
 
@@ -45,17 +57,39 @@ NORMALIZATION = {
     "celeba": IDENTITY,
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
-DEFENSE_RESULT = "defense/{defense}/defense_result.pt"
+RECORD_FILE = "attack_result.pt"  # in record/<attack>/, as save_attack_result names it
+# purify's defenses' folder: BackdoorBench's own defenses write defense/<their name>/
+DEFENSE_FOLDER = "defense/purify-{defense}"
+DEFENSE_RESULT = DEFENSE_FOLDER + "/defense_result.pt"
+PURIFIED_SUFFIX = ".purify-{defense}"  # attack_result.pt -> attack_result.purify-medic.pt
 RESIZED_VIT = "resize224-"  # the registry's name for nn.Sequential(Resize(224), vit)
 POISONED_TEST_FOLDER = "bd_test_dataset"  # LIRA: bd_test_dataset_stage_one
+METRICS_SUMMARY = "attack_df_summary.csv"  # beside attack_result.pt: the attack's final metrics
+
+
+_RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def record_source(source: CheckpointSource) -> CheckpointSource:
+    """The record file itself: the source, or for a record folder its `attack_result.pt`
+    (read once for detection and loading alike)."""
+    if not source.path.is_dir():
+        return source
+    if source not in _RECORDS:
+        path = source.path / RECORD_FILE
+        if os.path.lexists(path):
+            refuse_special(path)
+        _RECORDS[source] = CheckpointSource(path, trust=source.trust, arch=source.arch)
+    return _RECORDS[source]
 
 
 def detect(source: CheckpointSource) -> bool:
-    payload = source.payload()
+    payload = record_source(source).payload()
     return isinstance(payload, dict) and payload.keys() >= REQUIRED_KEYS
 
 
 def load(source: CheckpointSource) -> LoadedModel:
+    source = record_source(source)
     record = source.payload()
     dataset = record["clean_data"]
     if dataset not in NORMALIZATION:
@@ -78,7 +112,51 @@ def load(source: CheckpointSource) -> LoadedModel:
         format="backdoorbench",
         container=record,
         triggered=read_poisoned_test_set(record["bd_test"], source.path.parent, classes),
+        recorded_accuracy=recorded_test_accuracy(source.path.parent),
+        numpy1=names_numpy1(source.path),
+        data_path=recorded_data(record.get("data_path"), source.path.parent),
+        data_name=dataset,
     )
+
+
+def recorded_data(data_path: Any, record_folder: Path) -> Path | None:
+    """The data set the record names, where it is on this machine: BackdoorBench stores
+    `data_path` relative to its checkout (`./data/cifar10`), which holds `record/<attack>/`; a
+    copied record may keep it beside itself. None when it names none or it is in neither place."""
+    if not isinstance(data_path, str) or not data_path:
+        return None
+    stored = Path(data_path)
+    for base in (record_folder, record_folder.parent.parent, Path.cwd()):
+        candidate = stored if stored.is_absolute() else base / stored
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def default_output(model_path: Path, defense: str, suffix: str) -> Path:
+    """One purified record per defense in the record folder: `attack_result.pt` (or the folder)
+    -> `attack_result.purify-<defense>.pt`, beside its `defense/purify-<defense>/`."""
+    folder = model_path if model_path.is_dir() else model_path.parent
+    name = RECORD_FILE if model_path.is_dir() else model_path.name
+    stem = name[: -len(".pt")] if name.endswith(".pt") else name
+    return folder / f"{stem}{PURIFIED_SUFFIX.format(defense=defense)}{suffix}"
+
+
+def recorded_test_accuracy(record_folder: Path) -> float | None:
+    """The clean test accuracy the attack measured when it finished: `attack_result.pt` holds no
+    metrics, but BackdoorBench's `Metric_Aggregator.summary()` writes them beside it as
+    `attack_df_summary.csv` (rows `last`, `valid_max`, `exist_nan_value`; column `test_acc`, a
+    fraction). None when the file was not copied, is not a plain file, or holds no such cell."""
+    path = record_folder / METRICS_SUMMARY
+    if not path.is_file() or not stat.S_ISREG(path.lstat().st_mode):
+        return None
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        rows = {row.get("", ""): row for row in csv.DictReader(handle)}
+    try:
+        value = float(rows.get("last", {}).get("test_acc") or "nan")
+    except ValueError:
+        return None
+    return recorded_fraction(value, percent=False)
 
 
 def _arch(model_name: str, state: dict) -> str:
@@ -114,10 +192,17 @@ def read_poisoned_test_set(state: Any, record_folder: Path, classes: int) -> Tri
 
 def _local_path(stored: Path, record_folder: Path) -> Path | None:
     """Paths are stored as they were on the attacker's machine (relative to where it ran, or
-    absolute): re-anchor them at the record folder."""
+    absolute): re-anchor them at the record folder. A link or special file on the way there is
+    refused, never followed, and `..` never leads out of it."""
     folders = [i for i, part in enumerate(stored.parts) if part.startswith(POISONED_TEST_FOLDER)]
-    if folders:
-        candidate = record_folder.joinpath(*stored.parts[folders[-1] :])
+    relative = stored.parts[folders[-1] :] if folders else ()
+    if relative and ".." not in relative:
+        for depth in range(1, len(relative) + 1):
+            step = record_folder.joinpath(*relative[:depth])
+            if not os.path.lexists(step):
+                break
+            refuse_special(step)
+        candidate = record_folder.joinpath(*relative)
         if candidate.is_file():
             return candidate
     return stored if stored.is_file() else None
@@ -133,7 +218,15 @@ def _stored_state(loaded: LoadedModel, model: nn.Module) -> dict:
 
 def save(loaded: LoadedModel, model: nn.Module, path: Path) -> None:
     record = {**loaded.container, "model": _stored_state(loaded, model)}
-    write_torch_file(record, path, loaded.legacy)
+    _write(loaded, record, path)
+
+
+def _write(loaded: LoadedModel, obj: dict, path: Path) -> None:
+    """In the input's container: pre-1.6 format, or numpy-1 names, as the input came."""
+    if loaded.numpy1 and not loaded.legacy:
+        save_with_numpy1_names(obj, path)
+    else:
+        write_torch_file(obj, path, loaded.legacy)
 
 
 def save_defense_result(loaded: LoadedModel, model: nn.Module, entry: str, path: Path) -> None:
@@ -143,7 +236,7 @@ def save_defense_result(loaded: LoadedModel, model: nn.Module, entry: str, path:
         "num_classes": loaded.container["num_classes"],
         "model": _stored_state(loaded, model),
     }
-    write_torch_file(defense, path, loaded.legacy)
+    _write(loaded, defense, path)
 
 
 @hookimpl
@@ -151,13 +244,14 @@ def register_adapters(register):
     register(
         Adapter(
             name="backdoorbench",
-            description="BackdoorBench attack_result.pt (+ record); also writes "
-            "defense/<defense>/defense_result.pt",
+            description="BackdoorBench attack_result.pt or its record folder; writes "
+            "attack_result.purify-<defense>.pt and defense/purify-<defense>/defense_result.pt",
             detect=detect,
             load=load,
             save=save,
             suffix=".pt",
             companions=(DEFENSE_RESULT,),
             save_companion=save_defense_result,
+            default_output=default_output,
         )
     )

@@ -17,6 +17,7 @@ from purify_backdoor import (
     build_with_weights,
     cpu_state_dict,
     hookimpl,
+    recorded_fraction,
     wideresnet_shape,
     write_torch_file,
 )
@@ -49,6 +50,7 @@ def load(source: CheckpointSource) -> LoadedModel:
         format="nad",
         container=container,
         attack=container.get(ATTACK_KEY),
+        recorded_accuracy=recorded_fraction(container.get("best_clean_acc"), percent=True),
     )
 
 

@@ -9,6 +9,8 @@ from torch import nn
 from purify_backdoor import (
     Defense,
     DefenseJob,
+    above,
+    at_least,
     hookimpl,
     options_from_settings,
     settings_from_options,
@@ -47,6 +49,19 @@ HELP = {
     "epochs": "fine-tuning epochs on synthetic + adversarial data (0 = none)",
     "lr": "SGD learning rate of the fine-tuning (cosine-annealed)",
     "batch_size": "fine-tuning batch size",
+}
+BOUNDS = {
+    "tau_scale": above(0),
+    "compression": at_least(1),
+    "synthetic": at_least(1),
+    "synthesis_iterations": at_least(1),
+    "synthesis_lr": above(0),
+    "synthesis_ce": at_least(0),
+    "adversarial_eps": at_least(0),
+    "adversarial_steps": at_least(1),
+    "epochs": at_least(0),  # 0: clipping (and fitting) alone, no fine-tuning
+    "lr": above(0),
+    "batch_size": at_least(1),
 }
 
 
@@ -87,6 +102,7 @@ def register_defenses(register):
                     "synthesis_model": SYNTHESIS_MODELS,
                     "label_source": LABEL_SOURCES,
                 },
+                bounds=BOUNDS,
             ),
         )
     )

@@ -13,6 +13,9 @@ from purify_backdoor import (
     DefenseJob,
     Option,
     PurifyError,
+    above,
+    at_least,
+    between,
     hookimpl,
     options_from_settings,
     settings_from_options,
@@ -35,6 +38,15 @@ HELP = {
     "holdout": "fraction of the clean data kept out of training to report accuracy",
 }
 CHOICES = {"hook_layers": KINDS, "importance": ("reference", "paper", "none")}
+BOUNDS = {
+    "hook_weight": at_least(0),
+    "epochs": at_least(1),
+    "lr": above(0),
+    "weight_decay": at_least(0),
+    "batch_size": at_least(1),
+    "rotation": between(0, 180),
+    "holdout": between(0, 1, max_open=True),
+}
 
 
 def parse_tau(text: str) -> float | None:
@@ -86,8 +98,9 @@ def register_defenses(register):
                     float,
                     2.5,
                     "tau auto: clean-accuracy points the clone may lose on the held-out slice",
+                    bounds=between(0, 100),
                 ),
-                *options_from_settings(MedicSettings, HELP, choices=CHOICES),
+                *options_from_settings(MedicSettings, HELP, choices=CHOICES, bounds=BOUNDS),
             ),
         )
     )

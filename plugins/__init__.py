@@ -31,6 +31,7 @@ from purify_backdoor.data.tensors import (
 from purify_backdoor.errors import PurifyError
 from purify_backdoor.figures import Figure, channel_scores_figure, plot_figure, png_from_array
 from purify_backdoor.hookspecs import hookimpl
+from purify_backdoor.input_check import recorded_fraction
 from purify_backdoor.models.normalized import InputWrapper, Normalized, cpu_state_dict, unwrap
 from purify_backdoor.models.registry import (
     build_model,
@@ -40,7 +41,16 @@ from purify_backdoor.models.registry import (
     weight_mismatches,
 )
 from purify_backdoor.models.wideresnet import wideresnet_shape
-from purify_backdoor.options import Option, options_from_settings, settings_from_options
+from purify_backdoor.numpy_pickle import names_numpy1, save_with_numpy1_names
+from purify_backdoor.options import (
+    Bounds,
+    Option,
+    above,
+    at_least,
+    between,
+    options_from_settings,
+    settings_from_options,
+)
 from purify_backdoor.plugin_types import (
     Adapter,
     Attack,
@@ -66,6 +76,7 @@ from purify_backdoor.training import (
     frozen,
     predict_logits,
 )
+from purify_backdoor.untrusted_files import copy_regular_tree, refuse_special, refuse_specials_in
 
 __all__ = [
     # the plugin types and the error: what a plugin registers, receives and raises
@@ -115,6 +126,11 @@ __all__ = [
     "unwrap",
     "weight_mismatches",
     "wideresnet_shape",
+    # the valid range of a numeric option
+    "Bounds",
+    "above",
+    "at_least",
+    "between",
     # options from a settings dataclass
     "options_from_settings",
     "settings_from_options",
@@ -124,12 +140,18 @@ __all__ = [
     "png_from_array",
     # files, images and triggers
     "atomic_write",
+    "copy_regular_tree",
     "decode_images",
     "is_image_file",
     "load_image_folder",
     "pgd_away_from_label",
+    "refuse_special",
+    "refuse_specials_in",
     "triggered_test_set",
     "write_torch_file",
+    "names_numpy1",
+    "save_with_numpy1_names",
+    "recorded_fraction",
     "synthetic_images",
     # the library: what the commands run, callable from Python
     "Purified",

@@ -21,6 +21,19 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
+def fsync_entries(folder: Path) -> None:
+    """Flush a folder's entries (names renamed into it), not the files below it."""
+    _fsync(folder)
+
+
+def fsync_written(path: Path) -> None:
+    """Flush a written file, or every file of a written folder and the folder's entries."""
+    if path.is_dir():
+        for file in (p for p in path.rglob("*") if p.is_file()):
+            _fsync(file)
+    _fsync(path)
+
+
 def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") -> None:
     """`write(tmp)` fills a temporary path (ending in `suffix`, for writers that insist on one);
     it may make a file or, for folder formats, a folder."""
@@ -46,8 +59,13 @@ def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = "") ->
     _fsync(path.parent)
 
 
+def report_json(data: Any) -> str:
+    """JSON as every report and record is written: indented, values it cannot encode as text."""
+    return json.dumps(data, indent=2, default=str) + "\n"
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+    atomic_write(path, lambda tmp: tmp.write_text(report_json(data)))
 
 
 def write_csv_atomic(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:

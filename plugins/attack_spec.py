@@ -12,12 +12,12 @@ from purify_backdoor.data.imageset import ImageSet
 from purify_backdoor.data.tensors import to_tensor
 from purify_backdoor.errors import PurifyError
 from purify_backdoor.manager import lookup
-from purify_backdoor.options import Option, parse_assignments, resolve_options
+from purify_backdoor.options import Option, at_least, parse_assignments, resolve_options
 from purify_backdoor.plugin_types import Attack, AttackSpec, RunContext, TriggeredSet
 from purify_backdoor.training import BatchHook
 
 COMMON_ATTACK_OPTIONS = (
-    Option("target", int, 0, "target label of an all-to-one attack"),
+    Option("target", int, 0, "target label of an all-to-one attack", bounds=at_least(0)),
     Option("all_to_all", bool, False, "all-to-all: a triggered image of class y goes to y+1"),
 )
 

@@ -26,6 +26,7 @@ from purify_backdoor.models.registry import build_model
 from purify_backdoor.plugin_types import InputConvention, LoadedModel, RunContext
 from purify_backdoor.report import build_report, report_path_for
 from purify_backdoor.training import TrainSettings, fit, remove_workdir, workdir_for
+from purify_backdoor.work_folder import held_work_folder, started_from
 
 # Training schedules: `small` fits in minutes on 2 CPU cores, `paper` follows the NAD/MEDIC setting,
 # `fast` trains on every image with what the fast CIFAR-10 recipes use (Jordan, "94% on CIFAR-10 in
@@ -108,46 +109,56 @@ def train_backdoored(request: TrainRequest, context: RunContext) -> dict[str, fl
         channels_last=request.channels_last,
     )
     context.workdir = workdir_for(request.out)
-    context.workdir.mkdir(exist_ok=True)
-    fit(
-        model,
-        poisoned,
-        settings,
-        context,
-        name=f"train-{spec.attack.name}",
-        batch_hook=hook,
-        hook_before_augment=not late,
-    )
-    metrics = evaluate_model(model, splits.test, spec, context) if splits.test else {}
-    adapter = lookup("adapter", output_format(request.out, request.arch))
-    loaded = LoadedModel(
-        model=model,
-        convention=InputConvention(size=train.size, num_classes=train.num_classes),
-        arch=request.arch,
-        format=adapter.name,
-        container=None,
+    record = started_from(
+        command="attack",
         attack=spec_record(spec),
+        arch=request.arch,
+        settings=vars(settings),
+        poison_ratio=request.poison_ratio,
+        stamp_after_augment=late,
+        training_data=poisoned.fingerprint(),
+        seed=context.seed,
     )
-    save_checkpoint(adapter, loaded, model, request.out)
-    write_json_atomic(
-        report_path_for(request.out),
-        build_report(
-            attack=spec_record(spec),
+    with held_work_folder(context.workdir, record, context.resume):
+        fit(
+            model,
+            poisoned,
+            settings,
+            context,
+            name=f"train-{spec.attack.name}",
+            batch_hook=hook,
+            hook_before_augment=not late,
+        )
+        metrics = evaluate_model(model, splits.test, spec, context) if splits.test else {}
+        adapter = lookup("adapter", output_format(request.out, request.arch))
+        loaded = LoadedModel(
+            model=model,
+            convention=InputConvention(size=train.size, num_classes=train.num_classes),
             arch=request.arch,
-            data=str(request.data),
-            train_images=len(train),
-            poisoned_images=poisoned_count,
-            settings=vars(settings)
-            | {
-                "poison_ratio": request.poison_ratio,
-                "stamp_after_augment": late,
-                "poison_each_batch": spec.attack.poison_each_batch,
-            },
-            seed=context.seed,
-            device=str(context.device),
-            metrics=metrics,
-            wall_time_s=time.perf_counter() - started,
-        ),
-    )
-    remove_workdir(context.workdir)
+            format=adapter.name,
+            container=None,
+            attack=spec_record(spec),
+        )
+        save_checkpoint(adapter, loaded, model, request.out)
+        write_json_atomic(
+            report_path_for(request.out),
+            build_report(
+                attack=spec_record(spec),
+                arch=request.arch,
+                data=str(request.data),
+                train_images=len(train),
+                poisoned_images=poisoned_count,
+                settings=vars(settings)
+                | {
+                    "poison_ratio": request.poison_ratio,
+                    "stamp_after_augment": late,
+                    "poison_each_batch": spec.attack.poison_each_batch,
+                },
+                seed=context.seed,
+                device=str(context.device),
+                metrics=metrics,
+                wall_time_s=time.perf_counter() - started,
+            ),
+        )
+        remove_workdir(context.workdir)
     return metrics

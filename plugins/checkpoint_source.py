@@ -3,6 +3,7 @@ for the damage torch's own reader lets through."""
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ class CheckpointSource:
                     with torch.serialization.safe_globals(SAFE_NUMPY_GLOBALS):
                         self._payload = torch.load(self.path, map_location="cpu", weights_only=True)
                 except Exception as error:  # noqa: BLE001 - any failure means "not this format"
-                    self._error = f"{type(error).__name__}: {_gist(str(error))}"
+                    self._error = _gist(error)
         return self._payload
 
     def _zip_damage(self) -> str | None:
@@ -103,11 +104,25 @@ class CheckpointSource:
         return self._error
 
 
-def _gist(message: str) -> str:
-    """torch's weights-only refusal is a page of advice; the line naming the global is the gist."""
+WEIGHTS_ONLY_REFUSAL = "Weights only load failed"
+UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error: (.*?)(?:\. Please|\n|$)")
+
+
+def _gist(error: Exception) -> str:
+    """One line for why torch would not load the file. Its weights-only refusal is a page of
+    advice that ends in re-running with weights_only=False, which would run whatever code the
+    file holds: what it means for a user of purify is said instead, with the object named."""
+    message = str(error)
+    if message.startswith(WEIGHTS_ONLY_REFUSAL):
+        detail = UNPICKLER_DETAIL.search(message)
+        named = f" ({detail.group(1).strip()[:120]})" if detail else ""
+        return (
+            f"it holds Python objects beyond tensors{named}, which would run code when loaded, "
+            f"so purify does not unpickle them; if you trust the file, --trust-checkpoint "
+            f"loads the formats that need it (TrojAI model folders, TorchScript)"
+        )
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    named = [line for line in lines if "Unsupported global" in line]
-    return ((named or lines or [""])[0])[:200]
+    return f"{type(error).__name__}: {(lines or [''])[0][:200]}"
 
 
 def write_torch_file(obj: Any, path: Path, legacy: bool = False) -> None:

@@ -12,6 +12,7 @@ from purify_backdoor.checkpoint_source import CheckpointSource
 from purify_backdoor.errors import PurifyError
 from purify_backdoor.manager import collect, lookup
 from purify_backdoor.plugin_types import Adapter, LoadedModel
+from purify_backdoor.untrusted_files import regular_files
 
 
 def open_checkpoint(
@@ -87,6 +88,15 @@ def default_output_path(model_path: Path, suffix: str, out_suffix: str | None = 
     return model_path.with_name(f"{stem}.purified{out_suffix or ext}")
 
 
+def default_output(model_path: Path, adapter: Adapter, writer: Adapter, defense: str) -> Path:
+    """The output without --out: where the input's format keeps a defense's result when it has
+    such a place (`Adapter.default_output`: BackdoorBench's record folder), else
+    `default_output_path`."""
+    if adapter.default_output is not None:
+        return adapter.default_output(Path(model_path), defense, writer.suffix)
+    return default_output_path(model_path, adapter.suffix, writer.suffix)
+
+
 def sibling_path(path: Path, suffix: str, new_suffix: str) -> Path:
     """`path` with its format suffix replaced: out.pth.tar -> out.compact.pt."""
     return path.with_name(_split_suffix(path, suffix)[0] + new_suffix)
@@ -122,8 +132,10 @@ def save_checkpoint(adapter: Adapter, loaded: LoadedModel, model: nn.Module, out
 
 
 def checkpoint_files(path: Path) -> list[Path]:
-    """A checkpoint's files: itself, or every file of a folder format, in a stable order."""
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    """A checkpoint's files: itself, or every regular file of a folder format, in a stable order.
+    Links and special files in a folder are left out, never followed: a link to /dev/zero would
+    hash forever, one to a file elsewhere would size and hash that file."""
+    return sorted(regular_files(path)) if path.is_dir() else [path]
 
 
 def disk_bytes(path: Path) -> int:

@@ -4,7 +4,9 @@ chosen plugin's declared options become typed flags (`--tau 5`) next to `-o tau=
 from __future__ import annotations
 
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from purify_backdoor.attack_spec import attack_options
 from purify_backdoor.backdoor_training import PROFILES
 from purify_backdoor.errors import PurifyError
 from purify_backdoor.manager import KINDS, collect, get_manager, registered, reserve_option_names
-from purify_backdoor.options import Option, parse_assignments
+from purify_backdoor.options import Bounds, Option, above, at_least, between, parse_assignments
 from purify_backdoor.plugin_types import RunContext
 from purify_backdoor.runtime import resolve_device, run_context
 
@@ -48,6 +50,14 @@ class PurifyGroup(DefaultGroup):
             args.insert(0, self.default_cmd_name)
         return super().parse_args(ctx, args)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """click turns an EOFError into the Abort that Ctrl-C gives; here it is what it is, a file
+        that ended early (numpy reading an empty array file), so it is a one-line input error."""
+        try:
+            return super().invoke(ctx)
+        except EOFError as error:
+            raise PurifyError(_ended_early(error)) from None
+
     def main(
         self,
         args: Any = None,
@@ -63,7 +73,10 @@ class PurifyGroup(DefaultGroup):
         except click.ClickException as error:
             click.echo(f"Error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
-        except click.Abort:  # a RuntimeError too, so before the memory check below
+        except click.Abort as error:  # a RuntimeError too, so before the memory check below
+            if not isinstance(error.__cause__, KeyboardInterrupt):  # only Ctrl-C interrupts
+                click.echo(f"Error: {_ended_early(error.__cause__)}", err=True)
+                sys.exit(2)
             click.echo("Interrupted. Re-run the same command with --resume to continue.", err=True)
             sys.exit(130)
         except (MemoryError, RuntimeError) as error:
@@ -73,6 +86,14 @@ class PurifyGroup(DefaultGroup):
             click.echo(f"Error: {_out_of_memory(error)}", err=True)
             sys.exit(2)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def _ended_early(error: BaseException | None) -> str:
+    detail = " ".join(str(error or "").split())[:120]
+    return (
+        f"an input file ended before its data did (EOFError: {detail or 'no data left'}); "
+        f"check that the model and data files are complete, or copy them again"
+    )
 
 
 def _out_of_memory(error: BaseException) -> str:
@@ -100,8 +121,26 @@ def _click_option(option: Option) -> click.Option:
         [declaration, option.name],
         type=kind,
         default=None,
-        help=f"{option.help}  [default: {option.default}]",
+        help=option.described,
     )
+
+
+def within(bounds: Bounds, example: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback that refuses a host flag's value outside `bounds` (or not finite) as it is
+    parsed, in the same one-line words as a plugin option's: a 0 or negative value would
+    otherwise run and fail deep inside, or hand the input back as if purified."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        finite = not isinstance(value, float) or math.isfinite(value)
+        if value is None or (finite and value in bounds):
+            return value
+        flag = max(param.opts, key=len)
+        raise PurifyError(f"{flag} must be {bounds}, got {value}; for example {flag} {example}")
+
+    return check
+
+
+SEEDS = between(0, 2**32 - 1)  # what numpy's legacy seeding accepts, so every generator takes it
 
 
 class PluginCommand(click.Command):
@@ -182,9 +221,14 @@ def device_options(func: Any) -> Any:
 
 def common_options(func: Any) -> Any:
     """Flags every job takes: reproducibility, device and verbosity."""
-    return click.option("--seed", type=int, default=0, show_default=True, help="random seed")(
-        device_options(func)
-    )
+    return click.option(
+        "--seed",
+        type=int,
+        default=0,
+        show_default=True,
+        callback=within(SEEDS, "0"),
+        help=f"random seed, {SEEDS}",
+    )(device_options(func))
 
 
 def checkpoint_options(func: Any) -> Any:
@@ -217,7 +261,8 @@ def checkpoint_options(func: Any) -> Any:
                 type=float,
                 default=1.0,
                 show_default=True,
-                help="the model takes values in [0, SCALE] (255 for 0-255 inputs)",
+                callback=within(above(0), "255"),
+                help="the model takes values in [0, SCALE] (255 for 0-255 inputs), > 0",
             ),
             click.option(
                 "--trojai-round",
@@ -260,9 +305,15 @@ def defense_options(func: Any) -> Any:
                 type=float,
                 default=0.05,
                 show_default=True,
-                help="fraction of the training images the defender holds as clean data",
+                callback=within(between(0, 1, min_open=True), "0.05"),
+                help="fraction of the training images the defender holds as clean data, in (0, 1]",
             ),
-            click.option("--n-clean", type=int, help="number of clean images instead of --ratio"),
+            click.option(
+                "--n-clean",
+                type=int,
+                callback=within(at_least(1), "500"),
+                help="number of clean images instead of --ratio, >= 1",
+            ),
             click.option(
                 "-o",
                 "--option",
@@ -560,7 +611,8 @@ def eval_command(
     type=float,
     default=0.1,
     show_default=True,
-    help="poisoned / total training images",
+    callback=within(between(0, 1, max_open=True), "0.1"),
+    help="poisoned / total training images, in [0, 1)",
 )
 @click.option(
     "--profile",
@@ -571,10 +623,27 @@ def eval_command(
     "a CPU); fast: all images, 30 epochs of a fast recipe (half an hour on 2 CPU cores for "
     "WRN-16-1); paper: all, 100 epochs (GPU)",
 )
-@click.option("--epochs", type=int, help="override the profile's epochs")
-@click.option("--lr", type=float, help="override the profile's learning rate")
-@click.option("--batch-size", type=int, help="override the profile's batch size")
-@click.option("--n-train", type=int, help="override the profile's training-subset size")
+@click.option(
+    "--epochs", type=int, callback=within(at_least(1), "12"), help="override the profile's epochs"
+)
+@click.option(
+    "--lr",
+    type=float,
+    callback=within(above(0), "0.1"),
+    help="override the profile's learning rate",
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    callback=within(at_least(1), "128"),
+    help="override the profile's batch size",
+)
+@click.option(
+    "--n-train",
+    type=int,
+    callback=within(at_least(1), "10000"),
+    help="override the profile's training-subset size",
+)
 @click.option(
     "--label-smoothing",
     type=click.FloatRange(0, 1, max_open=True),

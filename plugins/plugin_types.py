@@ -215,6 +215,19 @@ class LoadedModel:
     attack: dict[str, Any] | None = None
     triggered: TriggeredSet | None = None
     legacy: bool = False  # a pre-1.6 (non-zip) torch file: written back the same way
+    # The clean accuracy the checkpoint itself records (NAD's best_clean_acc, BackdoorBench's
+    # test_acc, TrojAI's stats), a fraction in [0, 1], measured on the original test set; the
+    # input check compares it with what the model scores on the user's images. None: no record.
+    recorded_accuracy: float | None = None
+    # The input pickled numpy's modules under their numpy-1 names (`numpy.core`): writers that
+    # pickle numpy objects write them back so, for readers still on numpy 1 (numpy_pickle.py).
+    numpy1: bool = False
+    # The clean data set the checkpoint names (BackdoorBench's `data_path`), when it exists on
+    # this machine: the default for `--data`. None: the checkpoint names none, or it is not here.
+    data_path: Path | None = None
+    # The data set's name as the checkpoint records it (BackdoorBench's `clean_data`, `cifar10`):
+    # `--data` naming a folder of data sets (BackdoorBench's `dataset_path`) reads that one.
+    data_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +247,10 @@ class Adapter:
     # the defense's name. `save_companion(loaded, model, entry, path)` writes one of them.
     companions: tuple[str, ...] = ()
     save_companion: Callable[[LoadedModel, nn.Module, str, Path], None] | None = None
+    # Where the purified model goes without --out, for a format whose project has a place for
+    # it: `default_output(input path, defense name, output suffix)`. None: `<stem>.purified<ext>`
+    # beside the input.
+    default_output: Callable[[Path, str, str], Path] | None = None
 
 
 @dataclass(frozen=True)

@@ -5,31 +5,33 @@ shared core (stages.py, also behind `defend()`), write the outputs, write the re
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from purify_backdoor.atomic import atomic_write, write_json_atomic
+from purify_backdoor.atomic import report_json
 from purify_backdoor.attack_spec import chosen_attack
 from purify_backdoor.checkpoints import (
     check_class_count,
     check_output_path,
-    default_output_path,
+    default_output,
     disk_bytes,
     file_sha256,
     open_checkpoint,
-    save_checkpoint,
     sibling_path,
 )
 from purify_backdoor.data.clean_subset import clean_subset
 from purify_backdoor.data.loading import open_data
+from purify_backdoor.disk_space import model_bytes, out_of_space_is_one_line
 from purify_backdoor.errors import PurifyError
 from purify_backdoor.input_overrides import InputOverride, apply_override
 from purify_backdoor.manager import Registered, lookup, registered
 from purify_backdoor.options import resolve_options
 from purify_backdoor.plugin_types import Adapter, Defense, LoadedModel, RunContext
 from purify_backdoor.report import report_path_for
-from purify_backdoor.report_html import html_path_for, write_report_html
+from purify_backdoor.report_html import html_path_for, render_report
+from purify_backdoor.staged_outputs import StagedOutputs
 from purify_backdoor.stages import (
     BROKEN,
     UNCHANGED,
@@ -39,6 +41,7 @@ from purify_backdoor.stages import (
     serialization,
 )
 from purify_backdoor.training import remove_workdir, workdir_for
+from purify_backdoor.work_folder import defense_record, held_work_folder
 
 # The exit status of `purify run` when the defense left the model as it was (no trigger found,
 # nothing pruned): neither success (0) nor an error (2), so scripts and `purify zoo` can tell.
@@ -46,6 +49,7 @@ UNCHANGED_EXIT = 3
 # The exit status when the defense left the model near chance on the user's clean images: a
 # result to record (the bench and zoo keep its row), never a model to hand back.
 BROKEN_EXIT = 4
+REPORT_BYTES = 4 << 20  # room for the JSON report and its page with pictures
 
 
 @dataclass(frozen=True)
@@ -97,33 +101,59 @@ def purify_checkpoint(
     defense = entry.item
     options = resolve_options(defense.options, request.options, f"defense '{defense.name}'")
     adapter, loaded = open_input(request)
+    request = replace(request, data=named_data(request.data, loaded, context))
     plan = plan_outputs(request, adapter, defense)
     data = defender_data(request, defense, loaded.convention.num_classes, context)
     attack = chosen_attack(request.attack, loaded.attack)
     input_record = file_record(request.model_path)
     context.workdir = workdir_for(plan.out)
-    result = run_stages(
-        entry,
-        options,
-        loaded,
-        data,
-        attack,
-        context,
-        accept_low=request.accept_low_accuracy,
-        identity={"model_sha256": input_record["sha256"], "format": adapter.name},
-        pictures=request.html,
+    record = defense_record(
+        defense.name, options, input_record["sha256"], loaded, data.clean, data.test, context.seed
     )
-    output, extra = write_outputs(plan, result, request.write_unchanged)
-    report = result.report(
-        {"path": str(request.model_path)} | input_record,
-        output,
-        extra,
-        str(request.data) if request.data else None,
-        time.perf_counter() - started,
-    )
-    write_report(plan, report)
-    remove_workdir(context.workdir)
+    with held_work_folder(context.workdir, record, context.resume):
+        # the per-epoch state: weights, optimizer and, for some defenses, a second network
+        state_bytes = 3 * model_bytes(loaded.model)
+        with out_of_space_is_one_line(plan.out.parent, state_bytes, "the run's resumable state"):
+            result = run_stages(
+                entry,
+                options,
+                loaded,
+                data,
+                attack,
+                context,
+                accept_low=request.accept_low_accuracy,
+                identity={"model_sha256": input_record["sha256"], "format": adapter.name},
+                pictures=request.html,
+            )
+
+        def report_of(output: dict[str, Any], extra: list[dict[str, Any]]) -> dict[str, Any]:
+            return result.report(
+                {"path": str(request.model_path)} | input_record,
+                output,
+                extra,
+                str(request.data) if request.data else None,
+                time.perf_counter() - started,
+            )
+
+        report = commit_outputs(plan, result, request.write_unchanged, report_of)
+        remove_workdir(context.workdir)
     return report
+
+
+def named_data(data: Path | None, loaded: LoadedModel, context: RunContext) -> Path | None:
+    """The data to read: `--data`; without it, the data set the checkpoint names (BackdoorBench's
+    `data_path`); and for a folder of data sets, as BackdoorBench's `dataset_path` is (`data/`
+    holding `cifar10/`, `gtsrb/`...), the one named like the checkpoint's data set."""
+    if data is None and loaded.data_path is not None:
+        context.log(f"--data not given: the data the checkpoint names, {loaded.data_path}")
+        return loaded.data_path
+    if data is None or loaded.data_name is None:
+        return data
+    inner = Path(data) / loaded.data_name
+    if inner.is_dir() and not any((Path(data) / split).is_dir() for split in ("train", "test")):
+        context.log(f"--data {data} holds data sets: reading {inner}, the checkpoint's")
+        return inner
+    return data
 
 
 def open_input(request: PurifyRequest) -> tuple[Adapter, LoadedModel]:
@@ -143,7 +173,7 @@ def plan_outputs(request: PurifyRequest, adapter: Adapter, defense: Defense) -> 
     """Where each output goes, every path checked (never the input, never an existing file
     without --overwrite) before minutes of work."""
     writer = adapter if request.save_format == "native" else lookup("adapter", request.save_format)
-    out = request.out or default_output_path(request.model_path, adapter.suffix, writer.suffix)
+    out = request.out or default_output(request.model_path, adapter, writer, defense.name)
     if request.out_dir is not None:
         if request.out is not None:
             raise PurifyError("--out and --out-dir both given; keep one of them")
@@ -187,12 +217,17 @@ def defender_data(
     return DefenderData(clean, test, clean_indices)
 
 
-def write_outputs(
-    plan: OutputPlan, result: DefenseResult, write_unchanged: bool
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The purified model in the planned format, its companions and the defense's extra outputs,
-    each atomically; nothing for a broken model, and nothing for an unchanged one unless asked.
-    Returns the report's `output` and `extra_outputs` records."""
+def commit_outputs(
+    plan: OutputPlan,
+    result: DefenseResult,
+    write_unchanged: bool,
+    report_of: Callable[[dict[str, Any], list[dict[str, Any]]], dict[str, Any]],
+) -> dict[str, Any]:
+    """The purified model in the planned format, its companions, the defense's extra outputs, the
+    JSON report (`report_of(output record, extra records)`) and its HTML page: all written in
+    full first, then moved into place together, so a failure anywhere (a full disk, a writer
+    raising) leaves none of them and the work folder to resume from. Nothing is written for a
+    broken model, and only the report for an unchanged one unless asked."""
     verdict, loaded, model = result.verdict, result.loaded, result.model
     unchanged = verdict.outcome == UNCHANGED
     written = verdict.outcome != BROKEN and (not unchanged or write_unchanged)
@@ -201,34 +236,44 @@ def write_outputs(
         output["check"] = verdict.output_check
     output["serialization"] = serialization(loaded.legacy and plan.native)
     extra: list[dict[str, Any]] = []
-    if not written:
-        return output, extra
-    save_checkpoint(plan.writer, loaded, model, plan.out)
-    output |= file_record(plan.out)
+    needed = (1 + len(plan.companions)) * model_bytes(model) if written else 0
     writer = plan.writer
-    for name, path in plan.companions.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp, name=name: writer.save_companion(loaded, model, name, tmp))
-        extra.append({"path": str(path)} | file_record(path))
-    for suffix, write in result.outcome.job.extra_outputs.items():
-        path = plan.extras[suffix]
-        atomic_write(path, lambda tmp, write=write: write(loaded, tmp))
-        extra.append({"path": str(path)} | file_record(path))
-    return output, extra
+    with (
+        StagedOutputs() as staged,
+        out_of_space_is_one_line(plan.out.parent, needed + REPORT_BYTES, "the outputs"),
+    ):
+        if written:
+            output |= file_record(
+                staged.stage(plan.out, lambda tmp: writer.save(loaded, model, tmp))
+            )
+            for name, path in plan.companions.items():
+                staged.make_folder(path.parent)
+                tmp = staged.stage(
+                    path, lambda tmp, name=name: writer.save_companion(loaded, model, name, tmp)
+                )
+                extra.append({"path": str(path)} | file_record(tmp))
+            for suffix, write in result.outcome.job.extra_outputs.items():
+                path = plan.extras[suffix]
+                tmp = staged.stage(path, lambda tmp, write=write: write(loaded, tmp))
+                extra.append({"path": str(path)} | file_record(tmp))
+        report = report_of(output, extra)
+        staged.stage(plan.report, lambda tmp: tmp.write_text(report_json(report)))
+        if plan.html is not None:
+            staged.stage(plan.html, lambda tmp: tmp.write_text(html_page(report, plan)))
+        staged.commit()
+    return report
 
 
-def write_report(plan: OutputPlan, report: dict[str, Any]) -> None:
-    """The JSON report, then its HTML page; a page that fails to draw leaves the model and the
-    JSON report standing, and says how to draw it again."""
-    write_json_atomic(plan.report, report)
-    if plan.html is None:
-        return
+def html_page(report: dict[str, Any], plan: OutputPlan) -> str:
+    """The report's page; a page that fails to draw costs the run nothing but the time to run
+    it again without the page."""
     try:
-        write_report_html(report, plan.html)
-    except Exception as error:  # noqa: BLE001 - the model and its JSON report stand
+        return render_report(report)
+    except Exception as error:  # noqa: BLE001 - a drawing bug must not read as a crash
         raise PurifyError(
-            f"the purified model and {plan.report.name} were written but the HTML page was "
-            f"not ({type(error).__name__}: {error}); draw it with `purify report {plan.report}`"
+            f"the report's HTML page could not be drawn ({type(error).__name__}: {error}), so "
+            f"nothing was written; re-run the same command with --resume --no-html, and draw the "
+            f"page later with `purify report {plan.report}`"
         ) from None
 
 

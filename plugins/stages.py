@@ -27,7 +27,7 @@ from purify_backdoor.evaluation import (
     evaluate_model,
 )
 from purify_backdoor.figures import MATPLOTLIB_MISSING, Figure, matplotlib_available
-from purify_backdoor.input_check import check_clean_accuracy
+from purify_backdoor.input_check import check_clean_accuracy, check_input_convention
 from purify_backdoor.manager import Registered
 from purify_backdoor.plugin_types import (
     AttackSpec,
@@ -162,14 +162,26 @@ class DefenseResult:
 
 
 def check_input(
-    model: nn.Module, data: DefenderData, context: RunContext, accept_low: bool
+    model: nn.Module,
+    data: DefenderData,
+    context: RunContext,
+    accept_low: bool,
+    recorded: float | None = None,
 ) -> dict[str, Any] | None:
     """The model's accuracy on a few hundred clean images (test images first), before any work:
-    near chance stops the run, since the input convention is then probably wrong."""
+    near chance, or far below what another standard input convention scores (or, with
+    `recorded`, the checkpoint's own accuracy, close to which another convention comes), stops
+    the run, since the input convention is then probably wrong. A measure far below `recorded`
+    that no convention explains is a warning, on stderr and in the record."""
     checked = data.test if data.test is not None else data.clean
     if checked is None:
         return None
-    return check_clean_accuracy(model, checked, context.device, context.seed, accept_low)
+    record = check_input_convention(
+        model, checked, context.device, context.seed, accept_low, recorded
+    )
+    if record["warning"]:
+        context.log(f"Warning: {record['warning']}")
+    return record
 
 
 def measure_before(
@@ -243,13 +255,16 @@ def judge(
     defense: str,
 ) -> Verdict:
     """Whether the run purified the model: a defense that says it left the model unchanged must
-    have; a model with non-finite weights is an error; one near chance on clean images is
-    `broken` (unless `accept_low`)."""
+    have, and one that hands back the weights it was given left it unchanged whatever it says
+    (0 epochs, a learning rate of 0, nothing pruned); a model with non-finite weights is an
+    error; one near chance on clean images is `broken` (unless `accept_low`)."""
     job = outcome.job
     if job.unchanged:
         check_unchanged(baseline.original, outcome.model, defense)
         status, reason = job.unchanged
         return Verdict(UNCHANGED, status, reason)
+    if same_weights(baseline.original, outcome.model):
+        return Verdict(UNCHANGED, UNCHANGED, "the defense returned the weights it was given")
     probe = data.clean if data.clean is not None else data.test
     check_finite_model(
         outcome.model, defense, None if probe is None else probe.images[:32], context.device
@@ -354,7 +369,8 @@ def run_stages(
     """Input check, before-metrics, defense, verdict, after-metrics and pictures, in that order:
     the core of every run. `loaded.model` is the defense's to change; `context.workdir` holds
     its resumable state."""
-    input_check = check_input(loaded.model, data, context, accept_low)
+    check_finite_input(loaded.model)
+    input_check = check_input(loaded.model, data, context, accept_low, loaded.recorded_accuracy)
     baseline = measure_before(loaded, data, attack, context, identity)
     outcome = run_defense(entry, options, loaded, data, context)
     verdict = judge(outcome, baseline, data, context, accept_low, entry.item.name)
@@ -402,6 +418,32 @@ def check_unchanged(original: nn.Module, returned: nn.Module, defense: str) -> N
         raise PurifyError(
             f"defense '{defense}' said it left the model unchanged but changed "
             f"{changed[0] if changed else 'its layers'}; report this to the plugin's authors"
+        )
+
+
+def same_weights(original: nn.Module, returned: nn.Module) -> bool:
+    """Whether `returned` holds exactly the tensors of `original`, under the same names."""
+    kept, given = original.state_dict(), returned.state_dict()
+    return kept.keys() == given.keys() and all(
+        value.dtype == kept[key].dtype and torch.equal(value.cpu(), kept[key].cpu())
+        for key, value in given.items()
+    )
+
+
+def check_finite_input(model: nn.Module) -> None:
+    """NaN/Inf weights in the model as given are the file's fault, not the input convention's
+    or the learning rate's: said before any work, so nothing (not even a work folder) is left."""
+    broken = [
+        name
+        for name, tensor in model.state_dict().items()
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
+    if broken:
+        shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
+        raise PurifyError(
+            f"the input model has NaN/Inf weights in {len(broken)} tensor(s): {shown}; it was "
+            f"damaged before purify read it (a diverged training or a broken conversion); pass "
+            f"a checkpoint saved before that"
         )
 
 

@@ -20,6 +20,9 @@ from purify_backdoor import (
     Option,
     PurifyError,
     RunContext,
+    above,
+    at_least,
+    between,
     hookimpl,
     options_from_settings,
     settings_from_options,
@@ -43,6 +46,15 @@ RECOVERY_HELP = {
     "anomaly": "also keep labels whose success has this MAD anomaly index (0: tau only)",
 }
 RECOVERY_NAMES = {"steps": "generator_steps"}
+RECOVERY_BOUNDS = {
+    "patch_size": at_least(1),
+    "additive_eps": between(0, 255, min_open=True),
+    "entropy_weight": at_least(0),
+    "hidden": at_least(1),
+    "steps": at_least(1),
+    "tau": between(0, 1),
+    "anomaly": at_least(0),
+}
 TRIGGER_FORMS = {"trigger": ("all", *FORMS)}
 UNLEARN_HELP = {
     "alpha": "weight of the gradient-ascent unlearning term",
@@ -51,6 +63,7 @@ UNLEARN_HELP = {
     "lr": "SGD learning rate of the unlearning",
 }
 UNLEARN_NAMES = {"steps": "unlearn_steps", "lr": "unlearn_lr"}
+UNLEARN_BOUNDS = {"alpha": above(0), "beta": at_least(0), "steps": at_least(1), "lr": above(0)}
 
 
 def candidate_labels(text: str, num_classes: int) -> list[int]:
@@ -171,12 +184,22 @@ def register_defenses(register):
             options=(
                 Option("labels", str, "all", "candidate target labels: all, or e.g. 3,5"),
                 *options_from_settings(
-                    RecoverySettings, RECOVERY_HELP, names=RECOVERY_NAMES, choices=TRIGGER_FORMS
+                    RecoverySettings,
+                    RECOVERY_HELP,
+                    names=RECOVERY_NAMES,
+                    choices=TRIGGER_FORMS,
+                    bounds=RECOVERY_BOUNDS,
                 ),
                 Option(
-                    "holdout", float, 0.2, "fraction of the clean data held out to score triggers"
+                    "holdout",
+                    float,
+                    0.2,
+                    "fraction of the clean data held out to score triggers",
+                    bounds=between(0, 1, min_open=True, max_open=True),
                 ),
-                *options_from_settings(UnlearnSettings, UNLEARN_HELP, names=UNLEARN_NAMES),
+                *options_from_settings(
+                    UnlearnSettings, UNLEARN_HELP, names=UNLEARN_NAMES, bounds=UNLEARN_BOUNDS
+                ),
             ),
         )
     )

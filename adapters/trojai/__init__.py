@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +23,11 @@ from purify_backdoor import (
     LoadedModel,
     PurifyError,
     TriggeredSet,
+    copy_regular_tree,
     decode_images,
     hookimpl,
+    recorded_fraction,
+    refuse_specials_in,
     unwrap,
 )
 from purify_backdoor.adapters.trojai.examples import EXAMPLE_IMAGES
@@ -43,6 +45,7 @@ MODEL_FILE = "model.pt"
 NEEDED_PACKAGES = {"timm": "round 11's ViTs; pip install 'purify-backdoor[trojai]'"}
 ROUND4_POISONED = re.compile(r"class_(\d+)_trigger_(\d+)_example_\d+\.(png|jpg|jpeg)$", re.I)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+STATS_FILES, STATS_ACCURACY = "*stats.json", "final_clean_data_test_acc"
 
 
 def detect(source: CheckpointSource) -> bool:
@@ -51,6 +54,7 @@ def detect(source: CheckpointSource) -> bool:
 
 def load(source: CheckpointSource) -> LoadedModel:
     folder, model_file = source.path, source.path / MODEL_FILE
+    refuse_specials_in(folder)
     config = plain_config(folder)
     round_name = chosen_round(folder, config, source.trojai_round)
     round_input = ROUND_INPUTS[round_name]
@@ -77,7 +81,26 @@ def load(source: CheckpointSource) -> LoadedModel:
         format="trojai",
         container=folder,
         triggered=_shipped_triggered_images(folder, pairs, classes),
+        recorded_accuracy=recorded_test_accuracy(folder),
     )
+
+
+def recorded_test_accuracy(folder: Path) -> float | None:
+    """The clean test accuracy TrojAI's trainer recorded, from the training statistics it writes
+    beside the model (`<model file>.stats.json`, `TrainingRunStatistics`' summary), read as
+    plain JSON: `final_clean_data_test_acc`, a percent in trojai's optimizers (a value of at
+    most 1 is taken as a fraction). None when the round's folder holds no such file."""
+    for path in sorted(folder.glob(STATS_FILES)):
+        try:
+            stats = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        value = stats.get(STATS_ACCURACY) if isinstance(stats, dict) else None
+        percent = isinstance(value, (int, float)) and value > 1
+        recorded = recorded_fraction(value, percent=percent)
+        if recorded is not None:
+            return recorded
+    return None
 
 
 def _unpickle(model_file: Path) -> nn.Module:
@@ -140,8 +163,9 @@ def _shipped_triggered_images(
 def save(loaded: LoadedModel, model: nn.Module, path: Path) -> None:
     """A folder like the input: the purified `model.pt` (a whole pickled model, as TrojAI and its
     mitigation round read it) and copies of everything else (config, example images), so the
-    output is a TrojAI model folder of the same round."""
-    shutil.copytree(loaded.container, path, ignore=lambda folder, names: [MODEL_FILE])
+    output is a TrojAI model folder of the same round. `load` refused links and special files in
+    the input; the copy refuses them too rather than follow one put there since."""
+    copy_regular_tree(loaded.container, path, skip={MODEL_FILE})
     torch.save(unwrap(model).cpu(), path / MODEL_FILE)
 
 

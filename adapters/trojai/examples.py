@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from purify_backdoor import DataFormat, ImageSet, PurifyError, Splits, decode_images
+from purify_backdoor import (
+    DataFormat,
+    ImageSet,
+    PurifyError,
+    Splits,
+    decode_images,
+    refuse_specials_in,
+)
 
 EXAMPLE = re.compile(r"class_(\d+)_example_(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)
 LABELLED_FOLDERS = ("clean-example-data", "new-clean-example-data")
@@ -53,6 +60,9 @@ def open_examples(path: Path, quiet: bool) -> Splits:
 
 
 def load_examples(folder: Path) -> ImageSet:
+    """The folder's example images and labels; a link or special file in it is refused before
+    any label file or image is read."""
+    refuse_specials_in(folder)
     if labelled := _labelled_examples(folder):
         paths = [image for image, _ in labelled]
         labels = [_example_label(label_file) for _, label_file in labelled]

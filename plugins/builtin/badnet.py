@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from purify_backdoor import Attack, Option, PurifyError, hookimpl
+from purify_backdoor import Attack, Option, PurifyError, at_least, hookimpl
 
 # Rows then columns of the bottom-right 3x3 corner, as in the NAD code's gridTrigger (all channels).
 NAD_GRID = np.array([[0, 0, 255], [0, 255, 0], [255, 0, 255]], dtype=np.uint8)
@@ -56,10 +56,22 @@ def register_attacks(register):
                     "grid (NAD/MEDIC checkerboard) or patch",
                     choices=("grid", "patch"),
                 ),
-                Option("size", int, 3, "patch side in pixels (pattern=patch)"),
+                Option("size", int, 3, "patch side in pixels (pattern=patch)", bounds=at_least(1)),
                 Option("colour", str, "255,255,255", "patch colour R,G,B (pattern=patch)"),
-                Option("row", int, -1, "patch top row; -1 = touching the bottom edge"),
-                Option("col", int, -1, "patch left column; -1 = touching the right edge"),
+                Option(
+                    "row",
+                    int,
+                    -1,
+                    "patch top row; -1 = touching the bottom edge",
+                    bounds=at_least(-1),
+                ),
+                Option(
+                    "col",
+                    int,
+                    -1,
+                    "patch left column; -1 = touching the right edge",
+                    bounds=at_least(-1),
+                ),
             ),
         )
     )

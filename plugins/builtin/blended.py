@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from purify_backdoor import Attack, Option, hookimpl
+from purify_backdoor import Attack, Option, at_least, between, hookimpl
 
 
 def blend_pattern(height: int, width: int, seed: int) -> np.ndarray:
@@ -29,8 +29,14 @@ def register_attacks(register):
             description="Blended: a fixed random pattern mixed in with weight alpha",
             stamp=stamp,
             options=(
-                Option("alpha", float, 0.2, "blend weight of the pattern"),
-                Option("pattern_seed", int, 0, "seed that draws the pattern"),
+                Option(
+                    "alpha",
+                    float,
+                    0.2,
+                    "blend weight of the pattern",
+                    bounds=between(0, 1),
+                ),
+                Option("pattern_seed", int, 0, "seed that draws the pattern", bounds=at_least(0)),
             ),
         )
     )

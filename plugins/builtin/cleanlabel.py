@@ -18,7 +18,9 @@ from purify_backdoor import (
     Option,
     RunContext,
     TrainSettings,
+    at_least,
     batch_slices,
+    between,
     build_model,
     fit,
     hookimpl,
@@ -73,10 +75,22 @@ def register_attacks(register):
             perturb=perturb,
             clean_label=True,
             options=(
-                Option("eps", float, 8.0, "L-inf PGD radius in 1/255 units (paper: 8 or 16)"),
-                Option("steps", int, 10, "PGD steps"),
+                Option(
+                    "eps",
+                    float,
+                    8.0,
+                    "L-inf PGD radius in 1/255 units (paper: 8 or 16)",
+                    bounds=between(0, 255, min_open=True),
+                ),
+                Option("steps", int, 10, "PGD steps", bounds=at_least(1)),
                 Option("surrogate_arch", str, "wrn16-1", "architecture of the clean surrogate"),
-                Option("surrogate_epochs", int, 4, "training epochs of the clean surrogate"),
+                Option(
+                    "surrogate_epochs",
+                    int,
+                    4,
+                    "training epochs of the clean surrogate",
+                    bounds=at_least(1),
+                ),
             ),
         )
     )

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from torch import nn
 
-from purify_backdoor import Defense, DefenseJob, Option, TrainSettings, fit, hookimpl
+from purify_backdoor import (
+    Defense,
+    DefenseJob,
+    Option,
+    TrainSettings,
+    above,
+    at_least,
+    fit,
+    hookimpl,
+)
 
 
 def run(job: DefenseJob) -> nn.Module:
@@ -26,10 +35,18 @@ def register_defenses(register):
             description="fine-tune the model on the clean subset (SGD, cosine schedule)",
             run=run,
             options=(
-                Option("epochs", int, 10, "training epochs over the clean subset"),
-                Option("lr", float, 0.01, "initial learning rate (cosine-annealed to 0)"),
-                Option("batch_size", int, 64, "batch size"),
-                Option("weight_decay", float, 5e-4, "SGD weight decay"),
+                Option(
+                    "epochs", int, 10, "training epochs over the clean subset", bounds=at_least(1)
+                ),
+                Option(
+                    "lr",
+                    float,
+                    0.01,
+                    "initial learning rate (cosine-annealed to 0)",
+                    bounds=above(0),
+                ),
+                Option("batch_size", int, 64, "batch size", bounds=at_least(1)),
+                Option("weight_decay", float, 5e-4, "SGD weight decay", bounds=at_least(0)),
             ),
         )
     )

@@ -13,6 +13,7 @@ from purify_backdoor import (
     hookimpl,
     is_image_file,
     load_image_folder,
+    refuse_special,
 )
 
 SPLITS = ("train", "test")
@@ -31,7 +32,12 @@ def _holds_images(folder: Path) -> bool:
 
 
 def open_folder(root: Path, quiet: bool) -> Splits:
+    """The splits; a `train` or `test` that is a link is refused, never followed (the class
+    folders and images are checked as they are listed)."""
     train, test = (root / split for split in SPLITS)
+    for split in (train, test):
+        if split.is_symlink():
+            refuse_special(split)
     if not (train.is_dir() or test.is_dir()):
         return Splits(train=load_image_folder(root, quiet), test=None)
     splits = Splits(

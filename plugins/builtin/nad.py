@@ -21,6 +21,8 @@ from purify_backdoor import (
     Option,
     PurifyError,
     TrainSettings,
+    above,
+    at_least,
     fit,
     hookimpl,
     unwrap,
@@ -88,12 +90,24 @@ def register_defenses(register):
             description="NAD (ICLR 2021): attention distillation from a fine-tuned teacher",
             run=run,
             options=(
-                Option("beta", float, 5000.0, "weight of the attention-transfer loss"),
-                Option("p", float, 2.0, "power of the attention map"),
+                Option(
+                    "beta",
+                    float,
+                    5000.0,
+                    "weight of the attention-transfer loss",
+                    bounds=at_least(0),
+                ),
+                Option("p", float, 2.0, "power of the attention map", bounds=above(0)),
                 Option("layer", str, "auto", "module whose output is distilled (auto: last group)"),
-                Option("teacher_epochs", int, 10, "fine-tuning epochs of the teacher"),
-                Option("epochs", int, 20, "distillation epochs"),
-                Option("lr", float, 0.01, "SGD learning rate (cosine-annealed)"),
+                Option(
+                    "teacher_epochs",
+                    int,
+                    10,
+                    "fine-tuning epochs of the teacher",
+                    bounds=at_least(1),
+                ),
+                Option("epochs", int, 20, "distillation epochs", bounds=at_least(1)),
+                Option("lr", float, 0.01, "SGD learning rate (cosine-annealed)", bounds=above(0)),
             ),
         )
     )

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from purify_backdoor import Attack, Option, hookimpl
+from purify_backdoor import Attack, Option, at_least, hookimpl
 
 
 def polygon_mask(size: int, sides: int, seed: int) -> np.ndarray:
@@ -55,10 +55,22 @@ def register_attacks(register):
             description="TrojAI polygon: a random-coloured polygon pasted at a random place",
             stamp=stamp,
             options=(
-                Option("size", int, 8, "side of the polygon's bounding box in pixels"),
-                Option("sides", int, 5, "number of vertices"),
-                Option("polygon_seed", int, 0, "seed of the shape and colour"),
-                Option("place_seed", int, 0, "seed mixed with each image's pixels to place it"),
+                Option(
+                    "size",
+                    int,
+                    8,
+                    "side of the polygon's bounding box in pixels",
+                    bounds=at_least(3),
+                ),
+                Option("sides", int, 5, "number of vertices", bounds=at_least(3)),
+                Option("polygon_seed", int, 0, "seed of the shape and colour", bounds=at_least(0)),
+                Option(
+                    "place_seed",
+                    int,
+                    0,
+                    "seed mixed with each image's pixels to place it",
+                    bounds=at_least(0),
+                ),
             ),
         )
     )

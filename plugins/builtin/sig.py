@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from purify_backdoor import Attack, Option, hookimpl
+from purify_backdoor import Attack, Option, above, at_least, hookimpl
 
 
 def paper_signal(width: int, delta: float, frequency: float) -> np.ndarray:
@@ -47,8 +47,14 @@ def register_attacks(register):
                     "paper (Barni et al.) or nad (NAD/MEDIC zoo)",
                     choices=("paper", "nad"),
                 ),
-                Option("delta", float, 20.0, "amplitude (variant=paper)"),
-                Option("frequency", float, 6.0, "cycles across the width (variant=paper)"),
+                Option("delta", float, 20.0, "amplitude (variant=paper)", bounds=at_least(0)),
+                Option(
+                    "frequency",
+                    float,
+                    6.0,
+                    "cycles across the width (variant=paper)",
+                    bounds=above(0),
+                ),
             ),
         )
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from purify_backdoor import DataFormat, ImageSet, Splits, hookimpl
+from purify_backdoor import DataFormat, ImageSet, PurifyError, Splits, hookimpl
 
 CIFAR10_BATCHES = "cifar-10-batches-py"
 GTSRB_SIZE = (32, 32)  # BackdoorBench's size for GTSRB, whose images vary in size
@@ -20,9 +20,22 @@ def detect_cifar10(root: Path) -> bool:
     return (root / CIFAR10_BATCHES / "batches.meta").is_file()
 
 
+CIFAR10_FILES = ("batches.meta", *(f"data_batch_{k}" for k in range(1, 6)), "test_batch")
+
+
 def open_cifar10(root: Path, quiet: bool) -> Splits:
-    """torchvision unpickles the batches: the user's own download, as with torchvision itself."""
+    """torchvision unpickles the batches: the user's own download, as with torchvision itself.
+    A partial root (an interrupted download) is named file by file before torchvision, whose own
+    message advises downloading, which purify never does."""
     from torchvision.datasets import CIFAR10
+
+    missing = [name for name in CIFAR10_FILES if not (root / CIFAR10_BATCHES / name).is_file()]
+    if missing:
+        raise PurifyError(
+            f"{root / CIFAR10_BATCHES} is an incomplete CIFAR-10 download: {', '.join(missing)} "
+            f"missing; download the data set again (torchvision's CIFAR10(root, download=True) "
+            f"or the python version from its site) and pass its folder"
+        )
 
     def split(train: bool) -> ImageSet:
         data = CIFAR10(root, train=train, download=False)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from purify_backdoor import Attack, Option, PurifyError, hookimpl
+from purify_backdoor import Attack, Option, PurifyError, at_least, hookimpl
 
 
 def trigger_pattern(height: int, width: int, options: dict[str, Any]) -> np.ndarray:
@@ -52,8 +52,8 @@ def register_attacks(register):
             stamp=stamp,
             options=(
                 Option("trigger_file", str, "", "NAD's best_square_trigger_cifar10.npz, if held"),
-                Option("size", int, 4, "side of the stand-in square"),
-                Option("pattern_seed", int, 0, "seed of the stand-in pattern"),
+                Option("size", int, 4, "side of the stand-in square", bounds=at_least(1)),
+                Option("pattern_seed", int, 0, "seed of the stand-in pattern", bounds=at_least(0)),
             ),
         )
     )

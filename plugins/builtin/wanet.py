@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from purify_backdoor import Attack, Option, hookimpl
+from purify_backdoor import Attack, Option, at_least, hookimpl
 
 
 def warp_field(size: int, k: int, seed: int) -> torch.Tensor:
@@ -64,10 +64,16 @@ def register_attacks(register):
             poison_each_batch=True,
             noise=noise,
             options=(
-                Option("k", int, 4, "control grid size"),
-                Option("strength", float, 0.5, "s: warp strength"),
-                Option("cross_ratio", float, 2.0, "noise-mode samples per poisoned sample"),
-                Option("warp_seed", int, 0, "seed that draws the warp"),
+                Option("k", int, 4, "control grid size", bounds=at_least(2)),
+                Option("strength", float, 0.5, "s: warp strength (0: none)", bounds=at_least(0)),
+                Option(
+                    "cross_ratio",
+                    float,
+                    2.0,
+                    "noise-mode samples per poisoned sample",
+                    bounds=at_least(0),
+                ),
+                Option("warp_seed", int, 0, "seed that draws the warp", bounds=at_least(0)),
             ),
         )
     )

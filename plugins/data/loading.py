@@ -10,7 +10,9 @@ import hashlib
 import os
 import shutil
 import tarfile
+import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pluggy
@@ -21,12 +23,17 @@ from purify_backdoor.data.imageset import ImageSet, Splits
 from purify_backdoor.errors import PurifyError
 from purify_backdoor.manager import collect
 from purify_backdoor.plugin_types import DataFormat
+from purify_backdoor.untrusted_files import open_regular, refuse_special
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 # The catch-all: any folder holding folders of images reads as an ImageFolder, the layouts of more
 # specific formats too (a TrojAI round folder's example_data/ would be one class). It is asked last.
 GENERIC_FORMAT = "imagefolder"
+# Pixels one image may declare in its header before it is decoded: far above CIFAR, GTSRB, TrojAI
+# and ImageNet-size images, far below a decompression bomb's. Raised with the variable.
+MAX_PIXELS_VARIABLE = "PURIFY_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
 def cache_dir() -> Path:
@@ -69,7 +76,7 @@ def _candidates(root: Path) -> list[Path]:
     if not root.is_dir():
         return [root]
     entries = [entry for entry in root.iterdir() if not entry.name.startswith(".")]
-    if len(entries) == 1 and entries[0].is_dir():
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
         return [root, entries[0]]
     return [root]
 
@@ -115,6 +122,12 @@ def is_image_file(path: Path) -> bool:
 
 
 def _image_files(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    """The class folders and their image files. A link among the class folders, or a link or
+    special file named like an image, is refused: it could lead out of the data set or never
+    end (/dev/zero, a fifo)."""
+    for entry in root.iterdir():
+        if entry.is_symlink():
+            refuse_special(entry)
     classes = tuple(sorted(d.name for d in root.iterdir() if d.is_dir()))
     if not classes:
         raise PurifyError(f"{root} has no class folders; expected <root>/<class>/<image> files")
@@ -122,11 +135,18 @@ def _image_files(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
         (path, label)
         for label, name in enumerate(classes)
         for path in sorted((root / name).iterdir())
-        if is_image_file(path)
+        if _regular_image(path)
     ]
     if not files:
         raise PurifyError(f"{root} has class folders but no images ({', '.join(IMAGE_SUFFIXES)})")
     return classes, files
+
+
+def _regular_image(path: Path) -> bool:
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return False
+    refuse_special(path)
+    return path.is_file()
 
 
 def load_image_folder(root: Path, quiet: bool = True) -> ImageSet:
@@ -149,37 +169,89 @@ def load_image_folder(root: Path, quiet: bool = True) -> ImageSet:
 
 
 def decode_images(paths: list[Path], quiet: bool = True) -> np.ndarray:
-    """Image files -> one uint8 (N, H, W, 3) RGB array; a file of another size is a clear error."""
+    """Image files -> one uint8 (N, H, W, 3) RGB array. Each header is checked before its image
+    is decoded: a size over `max_image_pixels`, or another size or mode than the first image's,
+    is a clear error naming the file, before any memory goes to it."""
     from tqdm import tqdm
 
-    first, first_mode = _read_rgb(paths[0])
+    limit = max_image_pixels()
+    first, first_mode = _read_rgb(paths[0], limit)
     images = np.empty((len(paths), *first.shape), dtype=np.uint8)
     for index, path in enumerate(
         tqdm(paths, desc="decoding images", disable=quiet, leave=False, unit="img")
     ):
-        image, mode = _read_rgb(path)
-        if mode != first_mode:
-            raise PurifyError(
-                f"{path} is a {mode} image, but the data set's images are {first_mode}; "
-                f"convert the data set to one mode (RGB)"
-            )
-        if image.shape != first.shape:
-            raise PurifyError(
-                f"{path} is {image.shape[1]}x{image.shape[0]}, but the data set's images are "
-                f"{first.shape[1]}x{first.shape[0]}; resize the data set to one size"
-            )
-        images[index] = image
+        images[index] = _read_rgb(path, limit, like=(first.shape[1::-1], first_mode))[0]
     return images
 
 
-def _read_rgb(path: Path) -> tuple[np.ndarray, str]:
+def max_image_pixels() -> int:
+    """The most pixels one image may declare: PURIFY_MAX_IMAGE_PIXELS, or 4096 x 4096."""
+    value = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    if not value.isdigit() or int(value) == 0:
+        raise PurifyError(
+            f"{MAX_PIXELS_VARIABLE}={value!r} is not a positive whole number; set it to the most "
+            f"pixels one image may have (default {DEFAULT_MAX_PIXELS})"
+        )
+    return int(value)
+
+
+def _read_rgb(
+    path: Path, limit: int, like: tuple[tuple[int, int], str] | None = None
+) -> tuple[np.ndarray, str]:
     """The image as RGB, and the mode it was stored in (a grey image among colour ones is an
-    error, not something to convert silently)."""
+    error, not something to convert silently). `Image.open` reads the header only, so the size
+    it declares is checked against `limit` and `like` (the first image's (width, height) and
+    mode) before any pixel is decoded; PIL's own bomb check (at twice its limit) is one line
+    too. The file is opened as a regular file only, never through a link."""
     try:
-        with Image.open(path) as image:
+        with open_regular(path) as handle, _open_header(path, handle) as image:
+            _check_header(path, image, limit, like)
             return np.asarray(image.convert("RGB"), dtype=np.uint8), image.mode
     except OSError as error:
         raise PurifyError(f"cannot decode image {path}: {error}; remove or replace it") from None
+
+
+def _open_header(path: Path, handle: BinaryIO) -> Image.Image:
+    """`Image.open` without PIL's bomb warning (purify's own limit decides) and with its bomb
+    error as one line."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(handle)
+    except Image.DecompressionBombError as error:
+        detail = " ".join(str(error).split())
+        raise PurifyError(
+            f"{path} declares an image too large to decode ({detail}); it is no data set image "
+            f"(a decompression bomb?): remove it or replace it with the real image"
+        ) from None
+
+
+def _check_header(
+    path: Path, image: Image.Image, limit: int, like: tuple[tuple[int, int], str] | None
+) -> None:
+    width, height = image.size
+    if width * height > limit:
+        raise PurifyError(
+            f"{path} is {width}x{height} ({width * height / 1e6:.1f} megapixels), more than the "
+            f"{limit / 1e6:.1f} megapixels purify decodes per image (a decompression bomb?); "
+            f"resize the data set's images, or raise the limit with {MAX_PIXELS_VARIABLE}=N "
+            f"if they really are this large"
+        )
+    if like is None:
+        return
+    (first_width, first_height), first_mode = like
+    if image.mode != first_mode:
+        raise PurifyError(
+            f"{path} is a {image.mode} image, but the data set's images are {first_mode}; "
+            f"convert the data set to one mode (RGB)"
+        )
+    if (width, height) != (first_width, first_height):
+        raise PurifyError(
+            f"{path} is {width}x{height}, but the data set's images are "
+            f"{first_width}x{first_height}; resize the data set to one size"
+        )
 
 
 def _extract_once(archive: Path) -> Path:

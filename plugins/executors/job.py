@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from purify_backdoor.purification import BROKEN_EXIT, UNCHANGED_EXIT
+from purify_backdoor.work_folder import JOB_ENV  # set in every job's environment (see __main__.py)
 
 # How long a job stopped by Ctrl-C gets to save its state and exit before it is killed.
 STOP_GRACE_S = 30.0
 INTERRUPTED_EXIT = 130
-JOB_ENV = "PURIFY_JOB"  # set in every job's environment (see __main__.py)
 STOP_POLL_S = 0.2
 
 

@@ -73,6 +73,17 @@ def model_name(path: Path) -> str:
     return name
 
 
+def check_name(name: str, where: str) -> None:
+    """A model's name is its output folder's, under `--out`: one plain path component, so a
+    manifest row cannot place (and, the zoo passing --overwrite, replace) files elsewhere: no
+    separator (an absolute name starts with one), not `.` or `..`, no NUL."""
+    if name in ("", ".", "..") or any(character in name for character in "/\\\0"):
+        raise PurifyError(
+            f"{where}: the name {name!r} is not a plain folder name (it names the model's output "
+            f"folder under --out); use one path component, without / or \\, not . or .."
+        )
+
+
 def _from_folder(zoo: Path, exclude: Path | None) -> list[ZooModel]:
     models = []
     for entry in sorted(zoo.iterdir()):
@@ -81,7 +92,9 @@ def _from_folder(zoo: Path, exclude: Path | None) -> list[ZooModel]:
         if exclude is not None and entry.resolve() == exclude:
             continue
         path = entry / BACKDOORBENCH_RECORD if (entry / BACKDOORBENCH_RECORD).is_file() else entry
-        models.append(ZooModel(name=model_name(entry), path=path))
+        name = model_name(entry)
+        check_name(name, f"zoo {zoo}, entry {entry.name!r}")
+        models.append(ZooModel(name=name, path=path))
     return models
 
 
@@ -108,9 +121,11 @@ def _from_manifest(manifest: Path) -> list[ZooModel]:
         path = base / values["path"]
         if path.is_dir() and (path / BACKDOORBENCH_RECORD).is_file():
             path = path / BACKDOORBENCH_RECORD
+        name = values.get("name") or model_name(base / values["path"])
+        check_name(name, where)
         models.append(
             ZooModel(
-                name=values.get("name") or model_name(base / values["path"]),
+                name=name,
                 path=path,
                 data=base / values["data"] if "data" in values else None,
                 attack=values.get("attack"),

@@ -13,6 +13,7 @@ from typing import Any
 
 from purify_backdoor.atomic import write_json_atomic
 from purify_backdoor.checkpoints import checkpoint_files
+from purify_backdoor.errors import PurifyError
 from purify_backdoor.executors.job import Job, Outcome, command_signature, logged_command
 from purify_backdoor.purification import PurifyRequest
 from purify_backdoor.run_command import run_arguments
@@ -40,7 +41,16 @@ class ZooRequest:
 
 
 def model_folder(model: ZooModel, out: Path) -> Path:
-    return out / model.name
+    """`out/<name>`, refused where it resolves anywhere but directly under `out` (a link in `out`
+    that points elsewhere; names are checked when the zoo is read): the zoo writes with
+    --overwrite, so a folder outside would have its files replaced."""
+    folder = out / model.name
+    if folder.resolve().parent != out.resolve():
+        raise PurifyError(
+            f"the output folder of model '{model.name}', {folder}, resolves to "
+            f"{folder.resolve()}, outside {out}; remove that link or rename the model"
+        )
+    return folder
 
 
 def model_request(model: ZooModel, request: ZooRequest) -> PurifyRequest:

@@ -5,6 +5,7 @@ stored on the attacker's machine, PNGs under `bd_test_dataset/<label>/<index>.pn
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -171,10 +172,10 @@ def test_defense_result_goes_where_backdoorbench_reads_it_one_folder_per_defense
                 "--out", str(path.parent / f"attack_result.{plugin}.pt")]  # fmt: skip
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, result.output
-        # record/<attack>/defense/<defense>/defense_result.pt, the keys save_defense_result writes
-        defense = torch.load(
-            path.parent / "defense" / plugin / "defense_result.pt", weights_only=True
-        )
+        # record/<attack>/defense/purify-<defense>/defense_result.pt: save_defense_result's keys
+        defense = CheckpointSource(
+            path.parent / "defense" / f"purify-{plugin}" / "defense_result.pt"
+        ).payload()
         assert set(defense) == {"model_name", "num_classes", "model"}
         written = CheckpointSource(path.parent / f"attack_result.{plugin}.pt").payload()
         assert torch.equal(
@@ -200,3 +201,76 @@ def test_backdoorbench_vits_are_the_resize_wrapped_network():
     assert keys == ["1." + key for key in theirs.state_dict()]
     assert _arch("vit_b_32", dict.fromkeys(keys)) == "resize224-vit_b_32"
     assert ours(torch.empty(2, 3, 32, 32, device="meta")).shape == (2, 10)
+
+
+@pytest.mark.parametrize("linked", ["bd_test_dataset/7/3.png", "bd_test_dataset/7"])
+def test_symlink_in_backdoorbench_record_folder_is_never_followed(tmp_path, linked):
+    """Issue #45 item 5: a poisoned test image, or a folder on the way to one, that is a link
+    (out of the record folder, or to /dev/zero) is refused with one line, never read."""
+    path = make_record(tmp_path)
+    local = path.parent / linked
+    elsewhere = tmp_path / "elsewhere" / local.name
+    elsewhere.parent.mkdir()
+    local.rename(elsewhere)
+    local.symlink_to(elsewhere)
+    with pytest.raises(PurifyError, match=f"{linked} is a symbolic link to .*elsewhere.*cp -rL"):
+        open_checkpoint(path)
+
+
+def test_a_numpy1_record_is_written_back_with_the_numpy1_names_it_came_with(tmp_path):
+    """Issue #47 item 1: re-saved under numpy 2, the golden numpy-1 pickle names exactly the
+    globals numpy 1.26 wrote, so BackdoorBench's numpy-1 stack opens it."""
+    from purify_backdoor.numpy_pickle import names_numpy1, save_with_numpy1_names
+
+    out = tmp_path / "resaved.pt"
+    save_with_numpy1_names(CheckpointSource(GOLDEN).payload(), out)
+    assert names_numpy1(GOLDEN) and pickle_globals(out) == pickle_globals(GOLDEN)
+    assert CheckpointSource(out).payload()["poison_indicator"].dtype == np.float64
+
+
+def test_the_record_folder_is_an_input_and_each_defense_has_its_own_outputs(tmp_path, tiny_data):
+    """Issue #47 items 2 and 3: `purify --plugin X record/<attack>` opens the folder; the output
+    is one purified record per defense, beside `defense/purify-<defense>/`, never in a folder
+    BackdoorBench's own defenses write, and named with numpy-1 globals only, as it came."""
+    folder = make_record(tmp_path).parent
+    for plugin, option in (("finetune", "epochs=1"), ("clp", "u=0")):
+        args = ["--plugin", plugin, str(folder), "--data", str(tiny_data), "-o", option,
+                "--ratio", "0.5", "-q", "--accept-low-accuracy", "--no-html"]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        purified = folder / f"attack_result.purify-{plugin}.pt"
+        defense = folder / "defense" / f"purify-{plugin}" / "defense_result.pt"
+        for written in (purified, defense):
+            names = pickle_globals(written)
+            assert not any(name.startswith("numpy._core") for name in names), names
+        assert "numpy.core.multiarray scalar" in pickle_globals(purified)
+    assert sorted(p.name for p in (folder / "defense").iterdir()) == [
+        "purify-clp",
+        "purify-finetune",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "already exists; pass --overwrite" in result.stderr
+
+
+def test_without_data_the_run_reads_the_data_the_record_names(tmp_path, tiny_data):
+    path = make_record(tmp_path)  # its data_path is ./data/cifar10, in the BackdoorBench checkout
+    shutil.copytree(tiny_data, tmp_path / "data" / "cifar10")
+    args = ["--plugin", "finetune", str(path), "-o", "epochs=1", "--ratio", "0.5",
+            "--accept-low-accuracy", "--no-html"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "--data not given: the data the checkpoint names" in result.stderr
+    report = json.loads(next(path.parent.glob("*.report.json")).read_text())
+    assert report["data"]["path"] == str(tmp_path / "data" / "cifar10")
+    assert report["data"]["clean_images"] == 100
+
+
+def test_data_naming_backdoorbenchs_folder_of_data_sets_reads_the_records_one(tmp_path, tiny_data):
+    path = make_record(tmp_path, dataset="cifar10")
+    shutil.copytree(tiny_data, tmp_path / "bb_data" / "cifar10")
+    args = ["--plugin", "finetune", str(path), "--data", str(tmp_path / "bb_data"),
+            "-o", "epochs=1", "--ratio", "0.5", "--accept-low-accuracy", "--no-html"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(next(path.parent.glob("*.report.json")).read_text())
+    assert report["data"]["path"] == str(tmp_path / "bb_data" / "cifar10")

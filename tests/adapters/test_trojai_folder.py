@@ -5,6 +5,7 @@ and 11), clean and triggered example images."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from purify_backdoor.checkpoints import open_checkpoint
 from purify_backdoor.cli import cli
 from purify_backdoor.data.loading import open_data
 from purify_backdoor.errors import PurifyError
+from tests.plugins.test_cli import assert_one_line_error
 
 
 def tiny_classifier() -> nn.Module:
@@ -283,3 +285,48 @@ def test_eval_measures_asr_on_the_shipped_triggered_images(tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())["metrics"]
     assert "asr" in metrics and 0 <= metrics["asr"] <= 1
+
+
+def _secret(tmp_path):
+    secret = tmp_path / "elsewhere" / "hostname"
+    secret.parent.mkdir()
+    secret.write_text("secret-host-name\n")
+    return secret
+
+
+@pytest.mark.parametrize("entry", ["leak.txt", "clean_example_data/class_0_example_9.png"])
+def test_symlink_in_trojai_folder_is_never_followed(tmp_path, entry):
+    """Issue #45 item 5: `leak.txt -> /etc/hostname` became a regular file of the purified
+    folder (copytree follows links). A link anywhere in the folder is refused before loading."""
+    folder = make_folder(tmp_path)
+    (folder / entry).symlink_to(_secret(tmp_path))
+    with pytest.raises(PurifyError, match=f"{entry} is a symbolic link to .*hostname.*cp -rL"):
+        open_checkpoint(folder, trust=True)
+    args = ["--plugin", "finetune", str(folder), "--data", str(folder),
+            "--trust-checkpoint", "--n-clean", "6", "-o", "epochs=1", "-q"]  # fmt: skip
+    assert_one_line_error(CliRunner().invoke(cli, args), entry, "symbolic link")
+    assert not (tmp_path / "id-00000007.purified").exists()
+
+
+def test_fifo_or_device_link_in_trojai_folder_is_refused_without_reading(tmp_path):
+    """A fifo or a link to /dev/zero would block or fill the disk when copied or hashed."""
+    folder = make_folder(tmp_path)
+    os.mkfifo(folder / "pipe")
+    with pytest.raises(PurifyError, match="pipe is a fifo"):
+        open_checkpoint(folder, trust=True)
+    (folder / "pipe").unlink()
+    (folder / "zero").symlink_to("/dev/zero")
+    with pytest.raises(PurifyError, match="zero is a symbolic link to /dev/zero"):
+        open_checkpoint(folder, trust=True)
+    (folder / "clean_example_data" / "class_0_example_9.png").symlink_to("/dev/zero")
+    with pytest.raises(PurifyError, match="class_0_example_9.png is a symbolic link to /dev/zero"):
+        open_data(folder)
+
+
+def test_a_link_put_in_after_loading_is_not_copied_into_the_output(tmp_path):
+    folder = make_folder(tmp_path)
+    adapter, loaded = open_checkpoint(folder, trust=True)
+    (folder / "leak.txt").symlink_to(_secret(tmp_path))
+    with pytest.raises(PurifyError, match="leak.txt is a symbolic link"):
+        adapter.save(loaded, loaded.model, tmp_path / "out")
+    assert not (tmp_path / "out" / "leak.txt").exists()

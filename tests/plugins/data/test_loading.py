@@ -1,12 +1,20 @@
 import io
+import json
+import os
+import re
 import shutil
+import struct
+import subprocess
+import sys
 import tarfile
 import types
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pluggy
 import pytest
+import torch
 from PIL import Image
 
 from purify_backdoor import DataFormat, ImageSet, Splits, hookimpl
@@ -15,6 +23,8 @@ from purify_backdoor.data import loading
 from purify_backdoor.data.loading import open_data
 from purify_backdoor.errors import PurifyError
 from purify_backdoor.manager import new_manager
+from tests.conftest import tiny_wideresnet
+from tests.plugins.test_cli import assert_one_line_error, invoke
 
 
 def test_image_folder_with_splits(tiny_data):
@@ -216,3 +226,135 @@ def test_a_detector_that_trips_is_not_the_format_and_a_failing_open_is_one_line(
     manager = _manager(DataFormat("broken", "b", _marked_folder, fails))
     with pytest.raises(PurifyError, match=r"looks like 'broken' data but does not read \(KeyError"):
         open_data(tmp_path, manager=manager)
+
+
+def _huge_header_png(path: Path, width: int, height: int) -> Path:
+    """A real 1x1 PNG whose IHDR (and its CRC) is patched to declare `width` x `height`: a few
+    bytes on disk, a huge image to a decoder."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _huge_header_jpeg(path: Path, width: int, height: int) -> Path:
+    """A real 8x8 JPEG whose start-of-frame is patched to declare `width` x `height`."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _zero_png(path: Path, side: int) -> Path:
+    """A valid `side` x `side` grey PNG of zeros, compressed as it is written (~1/1000 of the
+    pixels on disk)."""
+    row = b"\x00" * (side + 1)
+    compressor = zlib.compressobj(1)
+    body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+
+    def chunk(kind: bytes, content: bytes) -> bytes:
+        crc = zlib.crc32(kind + content)
+        return struct.pack(">I", len(content)) + kind + content + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
+    path.write_bytes(png + chunk(b"IEND", b""))
+    return path
+
+
+def _class_folder_with(tmp_path: Path, make_bomb) -> Path:
+    (tmp_path / "cls").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(tmp_path / "cls" / "a.png")
+    make_bomb(tmp_path / "cls")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("make_bomb", "fragment"),
+    [
+        (lambda d: _huge_header_png(d / "b.png", 30_000, 30_000), "b.png declares an image too"),
+        (lambda d: _huge_header_jpeg(d / "b.jpg", 60_000, 60_000), "b.jpg declares an image too"),
+        (lambda d: _huge_header_png(d / "b.png", 12_000, 12_000), "b.png is 12000x12000 (144.0"),
+    ],
+    ids=["900MP png", "3600MP jpeg", "144MP png"],
+)
+def test_decompression_bomb_png_is_refused_before_decoding(tmp_path, make_bomb, fragment):
+    """Issue #45 item 6: PIL's DecompressionBombError was a traceback, and a 144 MP image was
+    decoded before any size check. Each is one line naming the file, as the only image of a
+    folder (the per-image limit) and after a 16x16 one (the first image's size), also with the
+    limit raised."""
+    with pytest.raises(PurifyError, match="decompression bomb"):
+        loading.decode_images([make_bomb(tmp_path)])
+    alone = _class_folder_with(tmp_path / "alone", make_bomb)
+    (alone / "cls" / "a.png").unlink()
+    with pytest.raises(PurifyError, match=re.escape(fragment)):
+        open_data(alone)
+    mixed = _class_folder_with(tmp_path / "mixed", make_bomb)
+    with pytest.raises(PurifyError, match=re.escape(fragment)):
+        open_data(mixed)
+
+
+BOMB_MEMORY = """
+import json, resource, sys
+from pathlib import Path
+from purify_backdoor.data.loading import decode_images
+from purify_backdoor.errors import PurifyError
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    decode_images([Path(p) for p in sys.argv[1:]])
+    message = None
+except PurifyError as error:
+    message = str(error)
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"message": message, "grown_kib": grown}))
+"""
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["alone", "after a 16x16 image"])
+def test_decompression_bomb_png_is_refused_before_decoding_in_little_memory(tmp_path, first):
+    """A real, valid 144 MP PNG (0.6 MB on disk) took 2.6 GB to decode; refused on its header,
+    the peak memory grows by far less than its pixels (144 MB grey, 432 MB as RGB). With the
+    limit raised past it, the first image's size still stops it before decoding."""
+    bomb = _zero_png(tmp_path / "bomb.png", 12_000)
+    paths = [bomb]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if first:
+        Image.new("L", (16, 16)).save(tmp_path / "a.png")
+        paths.insert(0, tmp_path / "a.png")
+        env["PURIFY_MAX_IMAGE_PIXELS"] = str(10**9)
+    result = subprocess.run(
+        [sys.executable, "-c", BOMB_MEMORY, *map(str, paths)],
+        capture_output=True, text=True, env=env, check=True, timeout=120,
+    )  # fmt: skip
+    outcome = json.loads(result.stdout)
+    expected = "is 12000x12000, but the data set's images are 16x16" if first else "144.0 mega"
+    assert outcome["message"] and expected in outcome["message"]
+    assert outcome["grown_kib"] < 50 * 1024, outcome
+
+
+def test_the_image_size_limit_is_raised_or_lowered_by_its_variable(tmp_path, monkeypatch):
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    monkeypatch.setenv("PURIFY_MAX_IMAGE_PIXELS", "255")
+    with pytest.raises(PurifyError, match="a.png is 16x16 .*PURIFY_MAX_IMAGE_PIXELS=N"):
+        loading.decode_images([tmp_path / "a.png"])
+    monkeypatch.setenv("PURIFY_MAX_IMAGE_PIXELS", "256")
+    assert loading.decode_images([tmp_path / "a.png"]).shape == (1, 16, 16, 3)
+    monkeypatch.setenv("PURIFY_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(PurifyError, match="PURIFY_MAX_IMAGE_PIXELS='lots' is not a positive"):
+        loading.decode_images([tmp_path / "a.png"])
+
+
+def test_decompression_bomb_in_data_is_one_line_exit_2(tmp_path, tiny_data):
+    model = tmp_path / "model.pth.tar"
+    torch.save({"state_dict": tiny_wideresnet().state_dict()}, model)
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    _huge_header_png(sorted((data / "train").iterdir())[0] / "bomb.png", 30_000, 30_000)
+    result = invoke("--plugin", "finetune", model, "--data", data, "-q")
+    assert_one_line_error(result, "bomb.png declares an image too large", "decompression bomb")

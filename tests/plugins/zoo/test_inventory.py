@@ -8,7 +8,9 @@ import json
 import pytest
 
 from purify_backdoor.errors import PurifyError
-from purify_backdoor.zoo.inventory import read_zoo
+from purify_backdoor.zoo.inventory import ZooModel, read_zoo
+from purify_backdoor.zoo.jobs import model_folder
+from tests.plugins.test_cli import assert_one_line_error, invoke
 
 
 def test_a_folder_lists_checkpoints_and_model_folders_and_skips_side_files(tmp_path):
@@ -81,3 +83,38 @@ def test_bad_manifests_are_one_clear_error(tmp_path, name, text, fragment):
 def test_a_missing_zoo_names_itself(tmp_path):
     with pytest.raises(PurifyError, match="does not exist"):
         read_zoo(tmp_path / "nowhere")
+
+
+# Item 1 of issue #45: a manifest's `name` is the model's output folder under --out.
+ESCAPING_NAMES = ["../../../x", "/tmp/x", "..", ".", "a/b", "a\\b", "a\x00b"]
+
+
+@pytest.mark.parametrize("name", ESCAPING_NAMES)
+def test_zoo_name_outside_out_is_refused_before_any_job(tmp_path, name):
+    manifest = tmp_path / "zoo.jsonl"
+    manifest.write_text(json.dumps({"path": "good.pth", "name": name}) + "\n")
+    with pytest.raises(PurifyError, match="row 1: the name .* is not a plain folder name"):
+        read_zoo(manifest)
+
+
+def test_zoo_name_outside_out_is_one_line_and_writes_nothing(tmp_path, nad_checkpoint, tiny_data):
+    zoo = tmp_path / "deep" / "er" / "zoo"
+    zoo.mkdir(parents=True)
+    nad_checkpoint.rename(zoo / "good.pth.tar")
+    manifest = zoo / "zoo.jsonl"
+    rows = [{"path": "good.pth.tar"}, {"path": "good.pth.tar", "name": "../../../x"}]
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = zoo / "out"
+    flags = ("--data", tiny_data, "-o", "epochs=1", "-q")
+    result = invoke("zoo", manifest, "--plugin", "finetune", "--out", out, *flags)
+    assert_one_line_error(result, "row 2", "'../../../x'", "one path component")
+    assert not out.exists() and not (tmp_path / "deep" / "x").exists()
+
+
+def test_a_linked_model_folder_outside_out_is_refused(tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "m").symlink_to(elsewhere)
+    with pytest.raises(PurifyError, match="outside"):
+        model_folder(ZooModel(name="m", path=tmp_path / "m.pth"), out)

@@ -26,6 +26,7 @@ from purify_backdoor.zoo.jobs import ZooRequest, finished
 from purify_backdoor.zoo.pipeline import run_zoo
 from tests.conftest import tiny_wideresnet, write_image_folder
 from tests.plugins.test_cli import invoke
+from tests.plugins.test_work_folder import killed_run_on
 
 EPOCHS = 50  # long enough to interrupt a model between its epochs
 ATTACK = "badnet:pattern=grid,target=5"
@@ -229,3 +230,29 @@ def test_an_interrupted_zoo_resumes_to_the_uninterrupted_result(
         mine = mine.get("state_dict", mine)
         theirs = theirs.get("state_dict", theirs)
         assert all(torch.equal(mine[key], theirs[key]) for key in theirs)
+
+
+def test_a_model_replaced_under_its_name_is_purified_afresh_not_resumed(tmp_path, tiny_data):
+    """Issue #45, item 2: a run on model A killed mid-way leaves A's state in the zoo's output;
+    B put in A's place is then purified from scratch (the job says so in its log), not resumed
+    from A's state, although the driver adds --resume."""
+    zoo, out = tmp_path / "zoo", tmp_path / "out"
+    zoo.mkdir()
+    model = zoo / "m.pth.tar"
+    torch.save({"epoch": 1, "state_dict": tiny_wideresnet(0).state_dict()}, model)
+    (out / "m").mkdir(parents=True)
+    workdir = killed_run_on(model, tiny_data, out / "m" / "m.purified.pth.tar")
+    torch.save({"epoch": 1, "state_dict": tiny_wideresnet(1).state_dict()}, model)
+
+    def zoo_run(into: Path) -> dict[str, torch.Tensor]:
+        flags = ("--data", tiny_data, "--ratio", "0.5", "--seed", "3", "-q")
+        result = invoke("zoo", zoo, "--plugin", "finetune", "--out", into, "--epochs", 12, *flags)
+        assert result.exit_code == 0, result.output
+        return torch.load(into / "m" / "m.purified.pth.tar", weights_only=True)["state_dict"]
+
+    replaced = zoo_run(out)
+    log = (out / "m" / "purify.log").read_text()
+    assert log.splitlines()[0].endswith("--resume") and "starting afresh" in log
+    assert not workdir.exists()
+    fresh = zoo_run(tmp_path / "fresh")
+    assert all(torch.equal(value, replaced[key]) for key, value in fresh.items())
