@@ -418,6 +418,11 @@ def cli() -> None:
     type=click.Path(path_type=Path),
     help="write <stem>.purified.<ext> and its report into this folder instead",
 )
+@click.option(
+    "--defense-name",
+    help="the name outputs are filed under where a format files them by defense, instead of the "
+    "plugin's (BackdoorBench: attack_result.purify-NAME.pt, defense/purify-NAME/)",
+)
 @checkpoint_options
 @click.option(
     "--attack",
@@ -482,6 +487,7 @@ def run(
         override=input_override(kwargs),
         accept_low_accuracy=kwargs["accept_low_accuracy"],
         trojai_round=kwargs["trojai_round"],
+        defense_name=kwargs["defense_name"],
     )
     report = purify_checkpoint(request, context, ctx.meta["plugin_entry"])
     if report["metrics"]:

@@ -73,6 +73,9 @@ class PurifyRequest:
     override: InputOverride = InputOverride()  # the user's input convention, over the adapter's
     accept_low_accuracy: bool = False  # a model near chance on clean data, going in or coming out
     trojai_round: str | None = None  # force a TrojAI round's preprocessing
+    # the name outputs are filed under where a format files them by defense (BackdoorBench's
+    # defense/purify-<name>/), instead of the plugin's: two runs of one defense side by side
+    defense_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,8 @@ def plan_outputs(request: PurifyRequest, adapter: Adapter, defense: Defense) -> 
     """Where each output goes, every path checked (never the input, never an existing file
     without --overwrite) before minutes of work."""
     writer = adapter if request.save_format == "native" else lookup("adapter", request.save_format)
-    out = request.out or default_output(request.model_path, adapter, writer, defense.name)
+    label = filed_name(request.defense_name) or defense.name
+    out = request.out or default_output(request.model_path, adapter, writer, label)
     if request.out_dir is not None:
         if request.out is not None:
             raise PurifyError("--out and --out-dir both given; keep one of them")
@@ -186,7 +190,7 @@ def plan_outputs(request: PurifyRequest, adapter: Adapter, defense: Defense) -> 
         report=report,
         html=html_path_for(report) if request.html else None,
         extras={s: sibling_path(out, writer.suffix, s) for s in defense.extra_outputs},
-        companions={n: out.parent / n.format(defense=defense.name) for n in writer.companions},
+        companions={n: out.parent / n.format(defense=label) for n in writer.companions},
     )
     check_output_path(out, request.model_path, request.overwrite)
     for path in (report, *plan.extras.values(), *filter(None, [plan.html])):
@@ -194,6 +198,18 @@ def plan_outputs(request: PurifyRequest, adapter: Adapter, defense: Defense) -> 
     for path in plan.companions.values():  # their folders are made when they are written
         check_output_path(path, request.model_path, request.overwrite, make_parent=True)
     return plan
+
+
+def filed_name(name: str | None) -> str | None:
+    """`--defense-name` goes into file and folder names: one plain path component only."""
+    if name is not None and (
+        not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.strip() != name
+    ):
+        raise PurifyError(
+            f"--defense-name {name!r} must be a plain name (no path separators, not . or ..); "
+            f"for example --defense-name medic-tau10"
+        )
+    return name
 
 
 def defender_data(

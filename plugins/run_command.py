@@ -42,6 +42,7 @@ def run_arguments(
     arguments += _switch("--no-html", not request.html)
     arguments += override_arguments(request.override)
     arguments += _valued("--trojai-round", request.trojai_round)
+    arguments += _valued("--defense-name", request.defense_name)
     return arguments + _switch("--resume", resume)
 
 

@@ -32,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--data", type=Path, help="the clean data set itself, in any purify format")
     parse.add_argument("-o", action="append", default=[], metavar="NAME=VALUE")
     parse.add_argument("--overwrite", action="store_true", help="replace an earlier run's folder")
+    parse.add_argument(
+        "--defense_name", help="file the results as purify-NAME instead of purify-<defense>"
+    )
     parse.add_argument("--accept_low_accuracy", action="store_true")
     return parse
 
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             yaml_path=args.yaml_path,
             overwrite=args.overwrite,
             accept_low_accuracy=args.accept_low_accuracy,
+            defense_name=args.defense_name,
         )
     except PurifyError as error:
         print(f"error: {error}", file=sys.stderr)

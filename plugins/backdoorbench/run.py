@@ -18,7 +18,7 @@ from purify_backdoor.errors import PurifyError
 from purify_backdoor.in_memory import defend
 from purify_backdoor.models.normalized import Normalized, unwrap
 from purify_backdoor.plugin_types import LoadedModel
-from purify_backdoor.purification import BROKEN_EXIT, UNCHANGED_EXIT
+from purify_backdoor.purification import BROKEN_EXIT, UNCHANGED_EXIT, filed_name
 from purify_backdoor.runtime import resolve_device
 from purify_backdoor.stages import BROKEN, PURIFIED
 from purify_backdoor.training import accuracy, predict_logits
@@ -34,6 +34,7 @@ def run_defense(
     yaml_path: Path | None = None,
     overwrite: bool = False,
     accept_low_accuracy: bool = False,
+    defense_name: str | None = None,
 ) -> int:
     """Purify `root/record/<result_file>/attack_result.pt` with `defense`; returns the exit
     status (0, or purify's 3 for unchanged and 4 for broken, which write nothing)."""
@@ -46,7 +47,7 @@ def run_defense(
     _, loaded = open_checkpoint(record_folder, "backdoorbench")
     dataset = loaded.container["clean_data"]
     settings = read_settings(config_file(root, defense, dataset, yaml_path), given)
-    place = DefenseFolder.of(record_folder, defense)
+    place = DefenseFolder.of(record_folder, filed_name(defense_name) or defense)
     place.check(overwrite)
     splits = open_data(data_folder(data, settings.dataset_path, dataset, loaded.data_path))
     if splits.train is None:

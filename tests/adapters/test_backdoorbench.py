@@ -274,3 +274,20 @@ def test_data_naming_backdoorbenchs_folder_of_data_sets_reads_the_records_one(tm
     assert result.exit_code == 0, result.output
     report = json.loads(next(path.parent.glob("*.report.json")).read_text())
     assert report["data"]["path"] == str(tmp_path / "bb_data" / "cifar10")
+
+
+def test_defense_name_files_two_runs_of_one_defense_apart(tmp_path, tiny_data):
+    path = make_record(tmp_path)
+    for name in ("ft-a", "ft-b"):
+        args = ["--plugin", "finetune", str(path.parent), "--data", str(tiny_data),
+                "-o", "epochs=1", "--ratio", "0.5", "-q", "--accept-low-accuracy", "--no-html",
+                "--defense-name", name]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (path.parent / "defense").iterdir()) == [
+        "purify-ft-a",
+        "purify-ft-b",
+    ]
+    assert (path.parent / "attack_result.purify-ft-b.pt").is_file()
+    bad = CliRunner().invoke(cli, [*args[:-1], "../escape"])
+    assert bad.exit_code == 2 and "--defense-name '../escape' must be a plain name" in bad.stderr

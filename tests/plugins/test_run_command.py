@@ -38,6 +38,7 @@ CHANGED = {
     "bgr": {"override": InputOverride(bgr=True)},
     "scale": {"override": InputOverride(scale=255.0)},
     "trojai_round": {"trojai_round": "11"},
+    "defense_name": {"defense_name": "medic-tau10"},
     "accept_low_accuracy": {"accept_low_accuracy": True},
     "options": {"options": {"epochs": "5", "lr": "0.01"}},
 }
@@ -110,7 +111,7 @@ def test_the_bench_flags_come_first_in_the_order_of_its_logs():
         "--attack", "badnet:pattern=grid,target=5", "--format", "nad", "--arch", "wrn16-1",
         "--accept-low-accuracy",
         "--trust-checkpoint", "--save-format", "safetensors", "--write-unchanged", "--no-html",
-        "--bgr", "--trojai-round", "11",
+        "--bgr", "--trojai-round", "11", "--defense-name", "medic-tau10",
     ]  # fmt: skip
 
 
