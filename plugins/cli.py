@@ -462,7 +462,7 @@ def run(
     )
     from purify_backdoor.report import report_path_for
     from purify_backdoor.report_html import html_path_for
-    from purify_backdoor.stages import BROKEN_STATUS
+    from purify_backdoor.stages import BROKEN
 
     settings = _plugin_settings(ctx, kwargs, option_pairs)
     context = run_context(kwargs["seed"], kwargs["device"], kwargs["quiet"])
@@ -501,7 +501,7 @@ def run(
         if not kwargs["no_html"]:
             click.echo(f"html report: {html_path_for(report_path_for(out))}")
         return 0
-    if report["status"] == BROKEN_STATUS:
+    if report["status"] == BROKEN:
         click.echo(
             f"purify: {plugin}: {report['status_reason']}, so no file was written; try milder "
             f"options of the defense, or --accept-low-accuracy to write it anyway",

@@ -89,7 +89,8 @@ def defend(
         raise PurifyError(f"defense '{defense}' needs clean data; pass images and labels")
     test_set = None
     if test is not None:
-        test_set = image_set(*_pair(test), classes or _classes_of(clean), "test")
+        names = classes or (None if clean is None else clean.classes)
+        test_set = image_set(*_pair(test), names, "test")
     given = clean if clean is not None else test_set
     override = InputOverride(
         normalize=normalize,
@@ -126,7 +127,9 @@ def defend(
         time.perf_counter() - started,
     )  # fmt: skip
     verdict = result.verdict
-    reason = verdict.reason if verdict.status == verdict.outcome else _unchanged(verdict)
+    reason = verdict.reason
+    if verdict.status != verdict.outcome:  # a defense's own unchanged status, e.g. "nothing pruned"
+        reason = f"{verdict.status}: {verdict.reason}"
     returned = _as_given(result.model, loaded.model, model)
     return Purified(returned, verdict.outcome, reason, result.metrics, report)
 
@@ -178,7 +181,7 @@ def loaded_model(
     with torch.no_grad():
         probe = torch.zeros(1, 3, *size, device=next(network.parameters()).device)
         try:
-            outputs = int(network(_prepared(probe, override)).shape[-1])
+            outputs = int(network(probe).shape[-1])
         except Exception as error:  # noqa: BLE001 - any failure of a user's forward
             raise PurifyError(
                 f"the model does not take {size[0]}x{size[1]} RGB images "
@@ -193,11 +196,6 @@ def loaded_model(
     return apply_override(loaded, override)
 
 
-def _prepared(x: torch.Tensor, override: InputOverride) -> torch.Tensor:
-    """A probe as the network sees it (only its shape matters)."""
-    return x * override.scale if override.scale != 1.0 else x
-
-
 def _as_given(purified: nn.Module, wrapped: nn.Module, given: nn.Module) -> nn.Module:
     """The purified network without the input wrapper purify put around it, on the device the
     caller's model was on."""
@@ -206,16 +204,8 @@ def _as_given(purified: nn.Module, wrapped: nn.Module, given: nn.Module) -> nn.M
     return network.to(where.device) if where is not None else network
 
 
-def _unchanged(verdict: Any) -> str:
-    return f"{verdict.status}: {verdict.reason}"
-
-
 def _pair(data: Data) -> tuple[Any, Any]:
     if isinstance(data, ImageSet):
         return data, None
     images, labels = data
     return images, labels
-
-
-def _classes_of(data: ImageSet | None) -> tuple[str, ...] | None:
-    return None if data is None else data.classes

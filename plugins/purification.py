@@ -41,6 +41,7 @@ from purify_backdoor.stages import (
     serialization,
 )
 from purify_backdoor.training import remove_workdir, workdir_for
+from purify_backdoor.untrusted_files import is_plain_name
 from purify_backdoor.work_folder import defense_record, held_work_folder
 
 # The exit status of `purify run` when the defense left the model as it was (no trigger found,
@@ -202,9 +203,7 @@ def plan_outputs(request: PurifyRequest, adapter: Adapter, defense: Defense) -> 
 
 def filed_name(name: str | None) -> str | None:
     """`--defense-name` goes into file and folder names: one plain path component only."""
-    if name is not None and (
-        not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.strip() != name
-    ):
+    if name is not None and (not is_plain_name(name) or name.strip() != name):
         raise PurifyError(
             f"--defense-name {name!r} must be a plain name (no path separators, not . or ..); "
             f"for example --defense-name medic-tau10"

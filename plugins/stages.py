@@ -42,7 +42,6 @@ from purify_backdoor.runtime import seed_everything
 from purify_backdoor.training import predict_logits
 
 PURIFIED, UNCHANGED, BROKEN = "purified", "unchanged", "broken"
-BROKEN_STATUS = BROKEN
 DEFENSE_TIMES = "defense_time_s.json"  # in the work folder: the time of each interrupted part
 
 
@@ -263,7 +262,7 @@ def judge(
         check_unchanged(baseline.original, outcome.model, defense)
         status, reason = job.unchanged
         return Verdict(UNCHANGED, status, reason)
-    if same_weights(baseline.original, outcome.model):
+    if not changed_tensors(baseline.original, outcome.model):
         return Verdict(UNCHANGED, UNCHANGED, "the defense returned the weights it was given")
     probe = data.clean if data.clean is not None else data.test
     check_finite_model(
@@ -274,7 +273,7 @@ def judge(
         return Verdict(PURIFIED, PURIFIED, None)
     check = check_clean_accuracy(outcome.model, checked, context.device, context.seed, True)
     if check["low"] and not accept_low:
-        return Verdict(BROKEN, BROKEN_STATUS, broken_reason(check), check)
+        return Verdict(BROKEN, BROKEN, broken_reason(check), check)
     return Verdict(PURIFIED, PURIFIED, None, check)
 
 
@@ -408,36 +407,41 @@ def broken_reason(check: dict[str, Any]) -> str:
 def check_unchanged(original: nn.Module, returned: nn.Module, defense: str) -> None:
     """A defense that says it left the model as it is must have: otherwise the report would call
     a changed model the input."""
-    kept, given = original.state_dict(), returned.state_dict()
-    changed = [
-        key
-        for key, value in given.items()
-        if key not in kept or not torch.equal(value.cpu(), kept[key].cpu())
-    ]
-    if changed or kept.keys() != given.keys():
+    changed = changed_tensors(original, returned)
+    if changed:
         raise PurifyError(
             f"defense '{defense}' said it left the model unchanged but changed "
-            f"{changed[0] if changed else 'its layers'}; report this to the plugin's authors"
+            f"{changed[0]}; report this to the plugin's authors"
         )
 
 
-def same_weights(original: nn.Module, returned: nn.Module) -> bool:
-    """Whether `returned` holds exactly the tensors of `original`, under the same names."""
+def changed_tensors(original: nn.Module, returned: nn.Module) -> list[str]:
+    """The names of the tensors `returned` does not hold exactly as `original` does (missing,
+    added, or of another dtype or value)."""
     kept, given = original.state_dict(), returned.state_dict()
-    return kept.keys() == given.keys() and all(
-        value.dtype == kept[key].dtype and torch.equal(value.cpu(), kept[key].cpu())
-        for key, value in given.items()
-    )
+    return [
+        key
+        for key in [*given, *(k for k in kept if k not in given)]
+        if key not in kept
+        or key not in given
+        or given[key].dtype != kept[key].dtype
+        or not torch.equal(given[key].cpu(), kept[key].cpu())
+    ]
+
+
+def non_finite_tensors(model: nn.Module) -> list[str]:
+    """The names of the model's float parameters and buffers holding NaN or Inf."""
+    return [
+        name
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
 
 
 def check_finite_input(model: nn.Module) -> None:
     """NaN/Inf weights in the model as given are the file's fault, not the input convention's
     or the learning rate's: said before any work, so nothing (not even a work folder) is left."""
-    broken = [
-        name
-        for name, tensor in model.state_dict().items()
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
-    ]
+    broken = non_finite_tensors(model)
     if broken:
         shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
         raise PurifyError(
@@ -452,11 +456,7 @@ def check_finite_model(
 ) -> None:
     """A model with NaN/Inf weights, or whose outputs overflow, is never written as if it were
     purified."""
-    broken = [
-        name
-        for name, tensor in [*model.named_parameters(), *model.named_buffers()]
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
-    ]
+    broken = non_finite_tensors(model)
     outputs_overflow = (
         not broken
         and probe is not None

@@ -16,6 +16,14 @@ from typing import BinaryIO
 
 from purify_backdoor.errors import PurifyError
 
+
+def is_plain_name(name: str) -> bool:
+    """A name from outside that becomes one path component (a zoo model's output folder, a
+    defense's filed name): not empty, not `.` or `..`, no separator (an absolute name starts
+    with one), no NUL; anything else could place files outside the folder meant."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+
+
 SPECIAL_KINDS = {
     stat.S_IFIFO: "a fifo",
     stat.S_IFCHR: "a character device",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from purify_backdoor.errors import PurifyError
+from purify_backdoor.untrusted_files import is_plain_name
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 MANIFEST_KEYS = ("path", "name", "data", "attack", "format", "arch")
@@ -77,7 +78,7 @@ def check_name(name: str, where: str) -> None:
     """A model's name is its output folder's, under `--out`: one plain path component, so a
     manifest row cannot place (and, the zoo passing --overwrite, replace) files elsewhere: no
     separator (an absolute name starts with one), not `.` or `..`, no NUL."""
-    if name in ("", ".", "..") or any(character in name for character in "/\\\0"):
+    if not is_plain_name(name):
         raise PurifyError(
             f"{where}: the name {name!r} is not a plain folder name (it names the model's output "
             f"folder under --out); use one path component, without / or \\, not . or .."
